@@ -1,0 +1,3 @@
+from edgeai.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Dynamic INT8: weights quantized offline, activations at run time (onnxruntime quantize_dynamic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeai.errors import QuantizationError
+
+
+def quantize_dynamic(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
+                     per_channel: bool = False, reduce_range: bool | None = None, weight_type: str = "int8",
+                     nodes_to_exclude: list[str] | None = None, op_types: list[str] | None = None) -> dict:
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    from edgeai.cpu import cpu_info
+
+    notes = []
+    if reduce_range is None:
+        # Without VNNI, u8s8 kernels accumulate pairs in int16 and can saturate; 7-bit weights avoid it.
+        reduce_range = not cpu_info().has_vnni
+        notes.append(f"reduce_range={reduce_range} because this CPU {'has' if not reduce_range else 'lacks'} VNNI")
+    wtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}.get(weight_type)
+    if wtype is None:
+        raise QuantizationError(f"weight_type must be int8 or uint8; got {weight_type!r}")
+    try:
+        ort_quantize_dynamic(str(src), str(dst), per_channel=per_channel, reduce_range=reduce_range,
+                             weight_type=wtype, nodes_to_exclude=nodes_to_exclude or [],
+                             op_types_to_quantize=op_types or None)
+    except Exception as e:
+        raise QuantizationError(f"onnxruntime quantize_dynamic failed on {src}: {type(e).__name__}: {e}") from e
+    return {"per_channel": per_channel, "reduce_range": reduce_range, "weight_type": weight_type,
+            "nodes_to_exclude": list(nodes_to_exclude or []), "op_types": op_types, "notes": notes}

@@ -1,0 +1,181 @@
+"""The Runtime protocol every engine implements, and ``Model``: the one API apps hold.
+
+Engines only make sessions and call them. Everything common lives here: checking feeds against the
+input specs (names, dtypes, ranks, fixed dims) before any engine is called, ordering outputs,
+thread safety for engines that need it, and the record of what actually ran.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from edgeai.errors import InputMismatchError
+from edgeai.specs import TensorSpec
+
+# Casts that never lose information a model could care about; anything else needs allow_cast.
+_SAFE_CASTS = {("float64", "float32"), ("float16", "float32"), ("int32", "int64"), ("int64", "int32"),
+               ("float64", "float16"), ("float32", "float16"), ("bool", "int64"), ("uint8", "float32")}
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What actually ran: engine, devices in effect, precision, threads. Every result carries it."""
+
+    engine: str
+    engine_version: str
+    device: str  # the device string the user asked for, normalized
+    devices_in_effect: tuple[str, ...]  # onnxruntime providers / OpenVINO execution devices
+    precision: str  # precision in effect: f32, f16, bf16, int8 (from the graph), mixed
+    threads: int | None = None
+    streams: int | None = None
+    load_time_s: float | None = None
+    fallback: str | None = None  # set when fallback=True and something other than asked ran
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["devices_in_effect"] = list(self.devices_in_effect)
+        return d
+
+    def summary(self) -> str:
+        s = f"{self.engine} {self.engine_version} on {','.join(self.devices_in_effect)} @ {self.precision}"
+        if self.fallback:
+            s += f" (fallback: {self.fallback})"
+        return s
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """One engine session. ``run`` takes already-checked feeds and returns outputs in order."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    #: True when ``run`` may be called from many threads at once without a lock.
+    concurrent: bool
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]: ...
+
+    def info(self) -> RuntimeInfo: ...
+
+
+def _as_array(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value
+    # torch tensors (CPU or CUDA) convert without importing torch here.
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class Model:
+    """A loaded model on one device. The same API whatever engine runs underneath.
+
+    ``model.run({"x": arr})`` and ``model(x=arr)`` both return ``{output_name: np.ndarray}`` in
+    the model's output order. Feeds are checked before the engine sees them; a mismatch is an
+    :class:`~edgeai.errors.InputMismatchError` that says what was expected and how to fix it.
+    """
+
+    def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None):
+        self._runtime = runtime
+        self.inputs: list[TensorSpec] = list(runtime.inputs)
+        self.outputs: list[TensorSpec] = list(runtime.outputs)
+        self.allow_cast = allow_cast
+        self.source = source
+        self._info = runtime.info()
+        self._lock = None if runtime.concurrent else threading.Lock()
+        self._output_names = [o.name for o in self.outputs]
+        # Precomputed per input: (name, numpy dtype, rank, fixed dims) so checks cost microseconds.
+        self._checks = [(s.name, np.dtype(s.dtype) if s.dtype != "bfloat16" else None, s.rank,
+                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s)
+                        for s in self.inputs]
+        self._input_names = frozenset(s.name for s in self.inputs)
+
+    @property
+    def device(self) -> str:
+        return self._info.device
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    def describe(self) -> RuntimeInfo:
+        """Engine and version, providers or execution devices in effect, precision, threads."""
+        return self._info
+
+    def __repr__(self) -> str:
+        return f"Model({self.source or '?'}, {self._info.summary()})"
+
+    def __call__(self, **feeds: Any) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run once. ``feeds`` maps every input name to an array (numpy or torch)."""
+        checked = self.check_feeds(feeds)
+        if self._lock is None:
+            outs = self._runtime.run(checked)
+        else:
+            with self._lock:
+                outs = self._runtime.run(checked)
+        return dict(zip(self._output_names, outs, strict=True))
+
+    def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(feeds, Mapping):
+            raise InputMismatchError(f"feeds must be a dict of input name -> array; got {type(feeds).__name__}")
+        if len(feeds) != len(self._checks) or not self._input_names.issuperset(feeds):
+            self._raise_names(feeds)
+        out: dict[str, Any] = {}
+        for name, dtype, rank, fixed, spec in self._checks:
+            arr = feeds[name]
+            if type(arr) is not np.ndarray:
+                arr = _as_array(arr)
+            if dtype is not None and arr.dtype != dtype:
+                arr = self._cast(spec, arr)
+            if arr.ndim != rank:
+                raise InputMismatchError(
+                    f"input {name!r} expects {spec.dtype} {spec.shape_str()} (rank {rank}); got "
+                    f"{arr.dtype} {list(arr.shape)} (rank {arr.ndim})"
+                    + (" — add a batch axis with arr[None]" if arr.ndim == rank - 1 else ""))
+            for i, d in fixed:
+                if arr.shape[i] != d:
+                    raise InputMismatchError(
+                        f"input {name!r} expects {spec.dtype} {spec.shape_str()}; got {list(arr.shape)}: "
+                        f"axis {i} must be {d}, got {arr.shape[i]}"
+                        + (" — transpose to NCHW" if rank == 4 and d == 3 and arr.shape[-1] == 3 else ""))
+            out[name] = arr
+        return out
+
+    def _raise_names(self, feeds: Mapping[str, Any]) -> None:
+        given = set(feeds)
+        missing = [s.name for s in self.inputs if s.name not in given]
+        extra = sorted(given - self._input_names)
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unknown {extra}")
+        expected = ", ".join(str(s) for s in self.inputs)
+        raise InputMismatchError(f"inputs do not match the model: {'; '.join(parts)}. Expected: {expected}")
+
+    def _cast(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
+        if self.allow_cast and (arr.dtype.name, spec.dtype) in _SAFE_CASTS:
+            return arr.astype(spec.dtype)
+        hint = (f"load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
+                if (arr.dtype.name, spec.dtype) in _SAFE_CASTS else "this cast can lose information")
+        raise InputMismatchError(
+            f"input {spec.name!r} expects {spec.dtype} {spec.shape_str()}; got {arr.dtype} {list(arr.shape)} — "
+            f"cast with .astype(np.{spec.dtype}) ({hint})")
+
+
+def parse_precision(precision: str | None) -> str:
+    from edgeai.errors import DeviceUnavailableError
+
+    p = (precision or "f32").lower()
+    p = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "bfloat16": "bf16"}.get(p, p)
+    if p not in ("f32", "f16", "bf16", "auto"):
+        raise DeviceUnavailableError(f"unknown precision {precision!r}; use f32, f16, bf16 or auto")
+    return p

@@ -1,0 +1,173 @@
+"""OpenVINO engine: ``compile_model`` on CPU, GPU, NPU or AUTO, with precision and shape control."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
+from edgeai.onnxfile import graph_precision, io_specs, load_proto
+from edgeai.runtimes.base import RuntimeInfo
+from edgeai.specs import TensorSpec
+
+_PRECISION = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
+_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+_core: ov.Core | None = None
+_core_lock = threading.Lock()
+
+
+def core() -> ov.Core:
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+        return _core
+
+
+def available_targets() -> list[str]:
+    return list(core().available_devices)
+
+
+def _static_profile(inputs: list[TensorSpec], shapes: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Resolve a shape profile (``{"input_ids": (1, 128)}``) against the inputs; every name must exist."""
+    names = {s.name: s for s in inputs}
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise InputMismatchError(f"static shape given for unknown input(s) {unknown}; inputs are {list(names)}")
+    profile = {}
+    for name, shape in shapes.items():
+        spec, shape = names[name], [int(d) for d in shape]
+        if len(shape) != spec.rank or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, shape, strict=True)):
+            raise InputMismatchError(f"static shape {shape} for {name!r} does not fit {spec.dtype} {spec.shape_str()}")
+        profile[name] = shape
+    return profile
+
+
+class OpenVINORuntime:
+    """One compiled model; each thread gets its own infer request, so ``run`` is concurrent-safe."""
+
+    concurrent = True
+
+    def __init__(self, path: str | os.PathLike, device: str, target: str, index: int = 0, *,
+                 precision: str = "f32", hint: str = "latency", threads: int | None = None,
+                 streams: int | None = None, cache_dir: str | None = None,
+                 static_shapes: Mapping[str, Any] | None = None, fallback: bool = False, **unknown: Any):
+        if unknown:
+            raise EdgeAIError(f"unknown option(s) for openvino: {sorted(unknown)}; known: precision, hint, "
+                              "threads, streams, cache_dir, static_shapes, fallback")
+        if hint not in _HINTS:
+            raise EdgeAIError(f"unknown performance hint {hint!r}; use one of {list(_HINTS)}")
+        self.device, self._target = device, target
+        base = target.split(".")[0]
+        available = available_targets()
+        if base not in ("AUTO", "MULTI", "HETERO") and not any(d.split(".")[0] == base for d in available):
+            from edgeai.runtimes import devices
+
+            raise DeviceUnavailableError(f"OpenVINO has no {base} device on this machine (OpenVINO {ov.__version__} "
+                                         f"sees {available}). Devices here: {devices()}.")
+        proto = load_proto(path)
+        self.inputs, self.outputs = io_specs(proto)
+        self._graph_precision = graph_precision(proto)
+        del proto
+        try:
+            model = core().read_model(str(path))
+        except Exception as e:
+            raise ModelLoadError(f"OpenVINO could not read {path}: {str(e).strip().splitlines()[0][:400]}") from e
+
+        self._static = None
+        if static_shapes is None and base == "NPU" and any(s.is_dynamic for s in self.inputs):
+            need = [str(s) for s in self.inputs if s.is_dynamic]
+            raise InputMismatchError(f"NPUs compile static shapes only; give a shape for each dynamic input with "
+                                     f"static_shapes={{...}} or --shape NAME:1x128. Dynamic inputs: {need}")
+        if static_shapes:
+            self._static = _static_profile(self.inputs, static_shapes)
+            # Inputs without a given shape keep their fixed dims; a dynamic one left over is an error.
+            left = [s.name for s in self.inputs if s.is_dynamic and s.name not in self._static]
+            if left and base == "NPU":
+                raise InputMismatchError(f"static_shapes misses dynamic input(s) {left}; an NPU needs all of them")
+            model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
+            self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
+
+        config: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint]}
+        if precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = _PRECISION[precision]
+        if precision == "f32" and base == "CPU":
+            # The CPU plugin also quantizes FC activations on the fly unless told not to.
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if streams:
+            config["NUM_STREAMS"] = int(streams)
+        if cache_dir:
+            config["CACHE_DIR"] = str(cache_dir)
+        if base in ("AUTO", "MULTI", "HETERO"):
+            config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
+        t0 = time.perf_counter()
+        try:
+            self.compiled = core().compile_model(model, target, config)
+        except Exception as e:
+            raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: "
+                                         f"{str(e).strip().splitlines()[0][:400]}") from e
+        self.load_time_s = time.perf_counter() - t0
+        self._exec_devices = tuple(self.compiled.get_property("EXECUTION_DEVICES"))
+        self._fallback = None
+        if base not in ("AUTO", "MULTI", "HETERO") and not any(d.startswith(base) for d in self._exec_devices):
+            msg = f"asked for {device!r} but OpenVINO executes on {list(self._exec_devices)}"
+            if not fallback:
+                raise DeviceUnavailableError(msg)
+            self._fallback = msg
+        self._precision = self._effective_precision(precision)
+        self._threads = self._prop("INFERENCE_NUM_THREADS")
+        self._streams = self._prop("NUM_STREAMS")
+        self._local = threading.local()
+        self._options = {"hint": hint, "precision_requested": precision, "static_shapes": self._static,
+                         "cache_dir": cache_dir}
+
+    def _prop(self, name: str) -> Any:
+        try:
+            value = self.compiled.get_property(name)
+            return int(value) if str(value).lstrip("-").isdigit() else value
+        except Exception:
+            return None
+
+    def _effective_precision(self, requested: str) -> str:
+        hint = self._prop("INFERENCE_PRECISION_HINT")
+        name = {"f32": "f32", "f16": "f16", "bf16": "bf16"}.get(str(getattr(hint, "get_type_name", lambda: hint)()),
+                                                            None)
+        if name is None:
+            text = str(hint).lower()
+            name = "bf16" if "bf16" in text or "bfloat16" in text else "f16" if "16" in text else "f32"
+        if requested not in ("auto", name) and self._target.split(".")[0] not in ("AUTO", "MULTI", "HETERO"):
+            raise DeviceUnavailableError(f"asked for precision {requested} on {self.device} but OpenVINO uses {name}")
+        # An INT8 graph runs INT8 kernels whatever the float hint says.
+        return f"int8+{name}" if self._graph_precision == "int8" else name
+
+    def _request(self) -> Any:
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        if self._static:
+            for name, shape in self._static.items():
+                if list(feeds[name].shape) != shape:
+                    raise InputMismatchError(f"input {name!r} was compiled for the static shape {shape}; "
+                                             f"got {list(feeds[name].shape)}")
+        try:
+            result = self._request().infer(feeds, share_inputs=True, share_outputs=False)
+        except Exception as e:
+            raise EdgeAIError(f"OpenVINO failed while running the model: {str(e).strip().splitlines()[0][:500]}") from e
+        return list(result.to_tuple())
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(engine="openvino", engine_version=ov.__version__.split("-")[0], device=self.device,
+                           devices_in_effect=self._exec_devices, precision=self._precision,
+                           threads=self._threads, streams=self._streams, load_time_s=self.load_time_s,
+                           fallback=self._fallback, options=self._options)

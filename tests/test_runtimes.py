@@ -1,0 +1,121 @@
+"""Runtimes: one Model API over onnxruntime and OpenVINO, with checks before the engine is called."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import edgeai
+from edgeai.errors import DeviceUnavailableError, InputMismatchError, ModelLoadError
+
+from conftest import device_params, random_feeds
+
+ZOO = ["cnn", "lstm", "attention-rnn", "transformer-encoder", "bert"]
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("name", ZOO)
+def test_every_device_matches_onnxruntime_cpu(name, device, zoo_onnx):
+    path = zoo_onnx(name)
+    ref = edgeai.load(path, "cpu")
+    cand = edgeai.load(path, device)
+    assert cand.describe().precision == "f32"
+    report = edgeai.compare(ref, cand, 4)
+    assert report.passed, report.verdict()
+
+
+def test_model_api_shapes_and_order(zoo_onnx):
+    m = edgeai.load(zoo_onnx("bert"))
+    assert [s.name for s in m.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert m.inputs[0].shape == ("batch", "seq") and m.inputs[0].dtype == "int64"
+    feeds = random_feeds(m, batch=3)
+    out = m.run(feeds)
+    assert list(out) == [o.name for o in m.outputs]
+    assert out["last_hidden_state"].shape == (3, 16, 64)
+    np.testing.assert_array_equal(m(**feeds)["last_hidden_state"], out["last_hidden_state"])
+
+
+def test_describe_says_what_ran(zoo_onnx):
+    info = edgeai.load(zoo_onnx("cnn"), "cpu").describe()
+    assert info.engine == "onnxruntime" and info.devices_in_effect[0] == "CPUExecutionProvider"
+    assert info.precision == "f32" and info.load_time_s > 0
+
+
+@pytest.mark.openvino
+def test_openvino_reports_and_honours_f32(zoo_onnx):
+    if "openvino:CPU" not in edgeai.devices():
+        pytest.skip("OpenVINO CPU is not available")
+    info = edgeai.load(zoo_onnx("cnn"), "openvino:CPU").describe()
+    assert info.engine == "openvino" and info.devices_in_effect == ("CPU",) and info.precision == "f32"
+
+
+def test_input_checks_name_dtype_rank_dims(zoo_onnx):
+    m = edgeai.load(zoo_onnx("cnn"))
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    with pytest.raises(InputMismatchError, match="missing.*pixel_values.*unknown.*'image'"):
+        m.run({"image": x})
+    with pytest.raises(InputMismatchError, match="expects float32.*got float64"):
+        m.run({"pixel_values": x.astype(np.float64)})
+    with pytest.raises(InputMismatchError, match="rank 4.*rank 3.*add a batch axis"):
+        m.run({"pixel_values": x[0]})
+    with pytest.raises(InputMismatchError, match="axis 1 must be 1, got 3"):
+        m.run({"pixel_values": np.zeros((1, 3, 28, 28), np.float32)})
+    cast = edgeai.load(zoo_onnx("cnn"), allow_cast=True)
+    assert cast.run({"pixel_values": x.astype(np.float64)})["logits"].shape == (1, 10)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        edgeai.load(tmp_path / "nope.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00\xffnot a model" * 10)
+    with pytest.raises(ModelLoadError, match="not a valid ONNX model|holds no graph"):
+        edgeai.load(tmp_path / "junk.onnx")
+
+
+def test_missing_device_is_clear_and_fallback_records_it(zoo_onnx):
+    with pytest.raises(DeviceUnavailableError, match=r"Devices here: \['cpu'"):
+        edgeai.load(zoo_onnx("cnn"), "cuda")
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        edgeai.load(zoo_onnx("cnn"), "tpu")
+    with pytest.warns(UserWarning, match="edgeai:"):
+        m = edgeai.load(zoo_onnx("cnn"), "cuda", fallback=True)
+    info = m.describe()
+    assert info.devices_in_effect[0] == "CPUExecutionProvider" and "cuda" in info.fallback
+    assert m.run({"pixel_values": np.zeros((1, 1, 28, 28), np.float32)})["logits"].shape == (1, 10)
+
+
+@pytest.mark.parametrize("device", device_params(["cpu", "openvino:CPU"]))
+def test_threads_share_one_model(device, zoo_onnx):
+    m = edgeai.load(zoo_onnx("lstm"), device)
+    feeds = [random_feeds(m, batch=2, seed=i) for i in range(8)]
+    expected = [m.run(f)["logits"] for f in feeds]
+    errors, mismatches = [], []
+
+    def worker(i):
+        try:
+            for _ in range(200):
+                if not np.array_equal(m.run(feeds[i])["logits"], expected[i]):
+                    mismatches.append(i)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not mismatches
+
+
+@pytest.mark.openvino
+def test_static_shape_profile_on_openvino_cpu(zoo_onnx):
+    if "openvino:CPU" not in edgeai.devices():
+        pytest.skip("OpenVINO CPU is not available")
+    m = edgeai.load(zoo_onnx("bert"), "openvino:CPU", static_shapes={"input_ids": (1, 32), "attention_mask": (1, 32),
+                                                                    "token_type_ids": (1, 32)})
+    assert m.inputs[0].shape == (1, 32)
+    assert m.describe().options["static_shapes"]["input_ids"] == [1, 32]
+    out = m.run(random_feeds(m, batch=1))
+    assert out["last_hidden_state"].shape == (1, 32, 64)
+    with pytest.raises(InputMismatchError, match="axis 1 must be 32"):
+        m.run({s.name: np.zeros((1, 16), np.int64) for s in m.inputs})
