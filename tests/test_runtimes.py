@@ -119,3 +119,42 @@ def test_static_shape_profile_on_openvino_cpu(zoo_onnx):
     assert out["last_hidden_state"].shape == (1, 32, 64)
     with pytest.raises(InputMismatchError, match="axis 1 must be 32"):
         m.run({s.name: np.zeros((1, 16), np.int64) for s in m.inputs})
+
+
+def test_npu_rule_requires_a_shape_for_every_dynamic_input(zoo_onnx):
+    from edgeai.runtimes.openvino import plan_static_shapes
+
+    inputs = edgeai.load(zoo_onnx("bert")).inputs
+    with pytest.raises(InputMismatchError, match="static shapes only.*input_ids.*attention_mask"):
+        plan_static_shapes(inputs, None, static_only=True)
+    with pytest.raises(InputMismatchError, match=r"misses dynamic input\(s\) \['token_type_ids'\]"):
+        plan_static_shapes(inputs, {"input_ids": (1, 8), "attention_mask": (1, 8)}, static_only=True)
+    with pytest.raises(InputMismatchError, match="unknown input"):
+        plan_static_shapes(inputs, {"ids": (1, 8)}, static_only=True)
+    assert plan_static_shapes(inputs, None, static_only=False) is None
+    full = {s.name: (1, 8) for s in inputs}
+    assert plan_static_shapes(inputs, full, static_only=True) == {k: [1, 8] for k in full}
+
+
+def test_openvino_fallback_runs_on_cpu_and_says_so(zoo_onnx):
+    with pytest.warns(UserWarning, match="openvino:GPU"):
+        m = edgeai.load(zoo_onnx("cnn"), "openvino:GPU", fallback=True)
+    info = m.describe()
+    assert info.device == "openvino:GPU" and info.devices_in_effect == ("CPUExecutionProvider",)
+    assert "not available" in info.fallback
+
+
+@pytest.mark.openvino
+def test_openvino_precision_hints_are_honoured(zoo_onnx):
+    if "openvino:CPU" not in edgeai.devices():
+        pytest.skip("OpenVINO CPU is not available")
+    from edgeai.cpu import cpu_info
+
+    path = zoo_onnx("transformer-encoder")
+    f32 = edgeai.load(path, "openvino:CPU", precision="f32")
+    assert f32.describe().precision == "f32"
+    auto = edgeai.load(path, "openvino:CPU", precision="auto").describe().precision
+    # The plugin's own choice: bf16 where the CPU has it, which is why edgeai defaults to f32.
+    assert auto == ("bf16" if cpu_info().has_bf16 else "f32")
+    with pytest.raises(edgeai.DeviceUnavailableError, match="runs the graph at its own precision"):
+        edgeai.load(path, "cpu", precision="f16")

@@ -100,6 +100,15 @@ def best_device() -> str:
     raise DeviceUnavailableError("no inference engine is installed; install onnxruntime or openvino")
 
 
+def _engine(engine: str, device: str) -> Any:
+    module_name, cls_name = ENGINES[engine].split(":")
+    try:
+        return getattr(importlib.import_module(module_name), cls_name)
+    except ImportError as e:
+        raise DeviceUnavailableError(f"device {device!r} needs the {engine} package, which is not installed "
+                                     f"({e}); pip install {engine}") from e
+
+
 def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: bool = False,
          precision: str | None = None, **options: Any) -> Model:
     """Load a model on a device and return the :class:`Model` every engine shares.
@@ -131,21 +140,14 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     if req.engine != "torch" and not isinstance(path, (str, os.PathLike)):
         raise EdgeAIError(f"device {device!r} runs ONNX files; got a {type(path).__name__}. Export it first "
                           "(edgeai.export) or use device='torch' for the PyTorch reference")
-    if req.engine == "openvino" and req.target.split(".")[0] != "AUTO" and req.device not in devices() \
-            and fallback:
-        warnings.warn(f"{req.device} is not available here ({devices()}); falling back to cpu", stacklevel=2)
-        model = load(path, "cpu", allow_cast=allow_cast, **{k: v for k, v in options.items()
-                                                            if k in ("threads", "cache_dir")})
-        info = model.describe()
-        object.__setattr__(info, "fallback", f"asked for {req.device}, which is not available here")
-        object.__setattr__(info, "device", req.device)
-        return model
-    module_name, cls_name = ENGINES[req.engine].split(":")
-    try:
-        engine_cls = getattr(importlib.import_module(module_name), cls_name)
-    except ImportError as e:
-        raise DeviceUnavailableError(f"device {device!r} needs the {req.engine} package, which is not installed "
-                                     f"({e}); pip install {req.engine}") from e
+    if req.engine == "openvino" and req.target.split(".")[0] not in ("AUTO", "MULTI", "HETERO") \
+            and req.device not in devices() and fallback:
+        why = f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
+        warnings.warn(f"edgeai: {why}", stacklevel=2)
+        cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir")}
+        runtime = _engine("onnxruntime", device)(path, "cpu", "CPU", 0, **cpu_options)
+        return Model(runtime, allow_cast=allow_cast, source=str(path), fallback=(req.device, why))
+    engine_cls = _engine(req.engine, device)
     if req.engine == "torch":
         runtime = engine_cls(path, req.device, precision=prec, **options)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -72,6 +72,23 @@ def _as_array(value: Any) -> Any:
     return np.asarray(value)
 
 
+def _is_cuda_tensor(value: Any) -> bool:
+    return getattr(getattr(value, "device", None), "type", None) == "cuda"
+
+
+class _TensorView:
+    """Shape/dtype of a device tensor for the checks, without copying it to the host."""
+
+    def __init__(self, tensor: Any, spec: TensorSpec):
+        self.tensor = tensor
+        self.shape = tuple(tensor.shape)
+        self.ndim = len(self.shape)
+        name = str(tensor.dtype).replace("torch.", "")
+        self.dtype = np.dtype({"bool": "bool"}.get(name, name)) if name != "bfloat16" else None
+        if self.dtype is None or self.dtype != np.dtype(spec.dtype):
+            raise InputMismatchError(f"input {spec.name!r} expects {spec.dtype}; got a CUDA tensor of {tensor.dtype}")
+
+
 class Model:
     """A loaded model on one device. The same API whatever engine runs underneath.
 
@@ -80,13 +97,16 @@ class Model:
     :class:`~edgeai.errors.InputMismatchError` that says what was expected and how to fix it.
     """
 
-    def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None):
+    def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None,
+                 fallback: tuple[str, str] | None = None):
         self._runtime = runtime
         self.inputs: list[TensorSpec] = list(runtime.inputs)
         self.outputs: list[TensorSpec] = list(runtime.outputs)
         self.allow_cast = allow_cast
         self.source = source
         self._info = runtime.info()
+        if fallback is not None:  # (device asked for, why it did not run there)
+            self._info = replace(self._info, device=fallback[0], fallback=fallback[1])
         self._lock = None if runtime.concurrent else threading.Lock()
         self._output_names = [o.name for o in self.outputs]
         # Precomputed per input: (name, numpy dtype, rank, fixed dims) so checks cost microseconds.
@@ -94,6 +114,7 @@ class Model:
                          tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s)
                         for s in self.inputs]
         self._input_names = frozenset(s.name for s in self.inputs)
+        self._device_tensors = bool(getattr(runtime, "device_tensors", False))
 
     @property
     def device(self) -> str:
@@ -132,7 +153,7 @@ class Model:
         for name, dtype, rank, fixed, spec in self._checks:
             arr = feeds[name]
             if type(arr) is not np.ndarray:
-                arr = _as_array(arr)
+                arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr)
             if dtype is not None and arr.dtype != dtype:
                 arr = self._cast(spec, arr)
             if arr.ndim != rank:
@@ -146,7 +167,7 @@ class Model:
                         f"input {name!r} expects {spec.dtype} {spec.shape_str()}; got {list(arr.shape)}: "
                         f"axis {i} must be {d}, got {arr.shape[i]}"
                         + (" — transpose to NCHW" if rank == 4 and d == 3 and arr.shape[-1] == 3 else ""))
-            out[name] = arr
+            out[name] = arr.tensor if isinstance(arr, _TensorView) else arr
         return out
 
     def _raise_names(self, feeds: Mapping[str, Any]) -> None:

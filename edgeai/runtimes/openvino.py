@@ -49,6 +49,26 @@ def _static_profile(inputs: list[TensorSpec], shapes: Mapping[str, Any]) -> dict
     return profile
 
 
+def plan_static_shapes(inputs: list[TensorSpec], static_shapes: Mapping[str, Any] | None, *,
+                       static_only: bool) -> dict[str, list[int]] | None:
+    """The shape profile to reshape to before compiling, or None to keep dynamic dims.
+
+    ``static_only`` devices (NPUs) compile static shapes only: every dynamic input needs a shape.
+    """
+    dynamic = [s for s in inputs if s.is_dynamic]
+    if not static_shapes:
+        if static_only and dynamic:
+            raise InputMismatchError(
+                "this device compiles static shapes only; give a shape for each dynamic input with "
+                f"static_shapes={{...}} or --shape NAME:1x128. Dynamic inputs: {[str(s) for s in dynamic]}")
+        return None
+    profile = _static_profile(inputs, static_shapes)
+    left = [s.name for s in dynamic if s.name not in profile]
+    if left and static_only:
+        raise InputMismatchError(f"static_shapes misses dynamic input(s) {left}; this device needs all of them")
+    return profile
+
+
 class OpenVINORuntime:
     """One compiled model; each thread gets its own infer request, so ``run`` is concurrent-safe."""
 
@@ -80,17 +100,8 @@ class OpenVINORuntime:
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not read {path}: {str(e).strip().splitlines()[0][:400]}") from e
 
-        self._static = None
-        if static_shapes is None and base == "NPU" and any(s.is_dynamic for s in self.inputs):
-            need = [str(s) for s in self.inputs if s.is_dynamic]
-            raise InputMismatchError(f"NPUs compile static shapes only; give a shape for each dynamic input with "
-                                     f"static_shapes={{...}} or --shape NAME:1x128. Dynamic inputs: {need}")
-        if static_shapes:
-            self._static = _static_profile(self.inputs, static_shapes)
-            # Inputs without a given shape keep their fixed dims; a dynamic one left over is an error.
-            left = [s.name for s in self.inputs if s.is_dynamic and s.name not in self._static]
-            if left and base == "NPU":
-                raise InputMismatchError(f"static_shapes misses dynamic input(s) {left}; an NPU needs all of them")
+        self._static = plan_static_shapes(self.inputs, static_shapes, static_only=base == "NPU")
+        if self._static:
             model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
             self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
 
