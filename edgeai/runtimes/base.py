@@ -95,6 +95,11 @@ class Model:
     ``model.run({"x": arr})`` and ``model(x=arr)`` both return ``{output_name: np.ndarray}`` in
     the model's output order. Feeds are checked before the engine sees them; a mismatch is an
     :class:`~edgeai.errors.InputMismatchError` that says what was expected and how to fix it.
+
+    Threads: one ``Model`` may be shared by many threads. onnxruntime's ``InferenceSession.run`` is
+    thread-safe and runs concurrently; OpenVINO gets one infer request per thread on the same
+    compiled model, so it runs concurrently too; the PyTorch reference runtime is serialized with a
+    lock (modules may keep state between calls).
     """
 
     def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None,
