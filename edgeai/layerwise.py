@@ -16,11 +16,15 @@ output: the value that the candidate's next layer actually consumes).
 
 Error and jump. For each matched tensor, ``error`` is the relative L2 error over all samples,
 ``||cand - ref|| / ||ref||`` (1 / signal-to-noise; 0.01 = 40 dB SQNR). A node's ``input_error``
-is the largest error among its activation inputs; an input that has no match in the candidate
-(fused away, renamed) carries the ``input_error`` of the node that made it, and weights and
-constants count as exact, so an error in a node's own weights shows up at that node. A node
-**jumps** when ``error > min_error`` and ``error > jump_ratio * input_error`` (defaults 1e-4 and
-2): the node at least doubles the error it was given, and that error is above float noise.
+is the largest error measured on any path into it: the maximum, over its float activation inputs,
+of each input's own error and the input error of the node that made it. Inputs without a match
+in the candidate (fused away, renamed) thus pass their upstream error through; weights,
+constants and integer tensors (shapes, indices, masks) count as exact, so an error in a node's own
+weights shows up at that node. A node **jumps** when ``error > min_error`` and
+``error > jump_ratio * input_error`` (defaults 1e-4 and 2): it at least doubles the largest error
+that reached it, and that error is above float noise. Taking the maximum along paths keeps a
+tensor whose norm is dominated by huge constants (an additive attention mask) from hiding the
+error that flows through it.
 """
 
 from __future__ import annotations
@@ -344,7 +348,7 @@ def localize(reference: Any, candidate: Any, feeds: Sequence[Mapping[str, Any]],
         del ref_model, cand_model
 
     weights = {i.name for i in graph.initializer if i.data_type in _FLOAT_TYPES}
-    rows = _rows(graph, graph_inputs, consts, weights, matches, ref_vals, cand_vals, min_error, jump_ratio)
+    rows = _rows(graph, graph_inputs, consts, weights, ref_float, matches, ref_vals, cand_vals, min_error, jump_ratio)
     notes = ["intermediate tensors were added as graph outputs, which can keep an engine from fusing some "
              "nodes; the per-node numbers localize, the end-to-end parity numbers are authoritative"]
     if unmatched:
@@ -354,40 +358,38 @@ def localize(reference: Any, candidate: Any, feeds: Sequence[Mapping[str, Any]],
                         tuple(notes))
 
 
-def _rows(graph: Any, graph_inputs: list[str], consts: set[str], weights: set[str], matches: Mapping[str, str],
-          ref_vals: Mapping[str, list[np.ndarray]], cand_vals: Mapping[str, list[np.ndarray]],
-          min_error: float, jump_ratio: float) -> list[NodeError]:
-    known: dict[str, float] = {}  # error carried by each tensor (matched: measured; else inherited)
-    pending: dict[str, tuple[str, ...]] = {}  # unmatched nodes upstream of each unmatched tensor
+def _rows(graph: Any, graph_inputs: list[str], consts: set[str], weights: set[str], ref_float: set[str],
+          matches: Mapping[str, str], ref_vals: Mapping[str, list[np.ndarray]],
+          cand_vals: Mapping[str, list[np.ndarray]], min_error: float, jump_ratio: float) -> list[NodeError]:
+    # The largest error measured on any path into each float tensor. Integer tensors (shapes,
+    # indices, masks) carry none: a wrong one shows up as a jump of the float node consuming it.
+    upstream: dict[str, float] = {}
+    pending: dict[str, tuple[str, ...]] = {}  # unmatched float-producing nodes upstream of a tensor
     rows: list[NodeError] = []
 
-    def row(node: str, op: str, tensor: str, in_err: float, params: tuple[str, ...], via: tuple[str, ...]) -> None:
+    def row(node: str, op: str, tensor: str, in_err: float, params: tuple[str, ...], via: tuple[str, ...]) -> float:
         m = tensor_error(ref_vals[tensor], cand_vals[tensor])
         err = m["error"]
         jump = err > min_error and err > jump_ratio * in_err
         rows.append(NodeError(node, op, tensor, matches[tensor], err, m["max_abs"], m["mean_abs"], m["cosine"],
                               in_err, jump, params, via))
-        known[tensor] = err
+        return err
 
     for name in graph_inputs:
-        known[name] = 0.0
-        if name in matches:
-            row(name, INPUT_OP, name, 0.0, (), ())
+        upstream[name] = row(name, INPUT_OP, name, 0.0, (), ()) if name in matches else 0.0
     for node in graph.node:
         if all(o in consts for o in node.output if o):
             continue
         active = [i for i in node.input if i and i not in consts]
-        in_err = max((known.get(i, 0.0) for i in active), default=0.0)
-        via = tuple(dict.fromkeys(n for i in active for n in pending.get(i, ())))[:6]
+        in_err = max((upstream.get(i, 0.0) for i in active), default=0.0)
+        via = tuple(dict.fromkeys(n for i in active for n in pending.get(i, ())))[-6:]
         params = tuple(i for i in node.input if i in weights)
         label = node.name or node.output[0]
-        measured = [out for out in node.output if out in matches]
-        for out in measured:
-            row(label, node.op_type, out, in_err, params, via)
-        # An output without a match carries the node's measured error, else the error it was given.
-        carried = max((known[o] for o in measured), default=in_err)
+        measured = {out: row(label, node.op_type, out, in_err, params, via) for out in node.output if out in matches}
+        carried = max([in_err, *measured.values()])
         for out in node.output:
-            if out and out not in matches:
-                known[out] = carried
-                pending[out] = () if measured else (via + (label,))[-6:]
+            if out and out in ref_float:
+                upstream[out] = max(in_err, measured.get(out, carried))
+                if not measured:
+                    pending[out] = (via + (label,))[-6:]
     return rows
