@@ -254,7 +254,8 @@ def check(
     models: Annotated[list[str], typer.Argument(help="Candidate .onnx file(s), e.g. the FP32, INT8 and FP16 files")],
     reference: Annotated[str, typer.Option(help="Reference: a model source (zoo:, pkg.mod:factory) or an .onnx")],
     device: Annotated[list[str] | None, typer.Option("--device", help="Device(s) to check on; repeat for several")] = None,
-    samples: Annotated[int | None, typer.Option(help="Random samples (default 8), or the cap on --data")] = None,
+    samples: Annotated[int | None, typer.Option(help="Random feeds, batch 2 each (default 8); with --data, "
+                                                "the cap on how many of its samples are used")] = None,
     data: Annotated[str | None, typer.Option(help="Inputs: folder of .npy/.npz, a .npz, pkg.mod:fn, or random:N")] = None,
     atol: Annotated[float | None, typer.Option(help="allclose absolute tolerance")] = None,
     rtol: Annotated[float | None, typer.Option(help="allclose relative tolerance")] = None,
@@ -266,9 +267,7 @@ def check(
 ) -> None:
     """Check parity of model file(s) against a reference on one or more devices (exit 1 when out of tolerance).
 
-    The reference runs once at FP32 (PyTorch for a model source, onnxruntime CPU for an .onnx); each
-    candidate runs on each --device, and the precision in effect there is reported. Tolerances
-    default by that precision; --atol/--rtol/--min-cosine/--min-top1 override them.
+    The reference runs once at FP32 (PyTorch for a model source, onnxruntime CPU for an .onnx). Each candidate runs on each --device and the precision in effect there is reported; tolerances default by that precision and --atol/--rtol/--min-cosine/--min-top1 override them.
 
     Example: edgeai check cnn.onnx cnn.int8.onnx --reference cnn.onnx --device cpu --device openvino:CPU --layerwise
     """

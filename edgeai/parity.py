@@ -294,7 +294,8 @@ def as_model(obj: Any, device: str | None = None, specs: Sequence[Any] | None = 
 def _describe(model: Any) -> dict[str, Any]:
     """RuntimeInfo of a side, plus its file and, where the engine may run it at another precision
     than the file's (OpenVINO upcasts FP16 weights to FP32 on CPU), the file's precision."""
-    side = {"model": model.source, **model.describe().to_dict()}
+    label = model.source or getattr(getattr(model.runtime, "source", None), "description", None)
+    side = {"model": label, **model.describe().to_dict()}
     if side["engine"] == "openvino" and model.source and str(model.source).endswith(".onnx"):
         from edgeai.onnxfile import graph_precision, load_proto
 
