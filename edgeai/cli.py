@@ -251,38 +251,49 @@ def run(
 @app.command()
 @command
 def check(
-    model: Annotated[str, typer.Argument(help="Candidate .onnx file")],
-    reference: Annotated[str, typer.Option(help="Reference: a model source (zoo:, module:factory) or an .onnx")],
-    device: Annotated[list[str] | None, typer.Option("--device", help="Device(s) to check the candidate on")] = None,
-    samples: Annotated[int, typer.Option(help="Random samples when --data is not given")] = 8,
-    data: Annotated[str | None, typer.Option(help="Inputs: folder of .npy/.npz, a .npz, or pkg.mod:fn")] = None,
+    models: Annotated[list[str], typer.Argument(help="Candidate .onnx file(s), e.g. the FP32, INT8 and FP16 files")],
+    reference: Annotated[str, typer.Option(help="Reference: a model source (zoo:, pkg.mod:factory) or an .onnx")],
+    device: Annotated[list[str] | None, typer.Option("--device", help="Device(s) to check on; repeat for several")] = None,
+    samples: Annotated[int | None, typer.Option(help="Random feeds, batch 2 each (default 8); with --data, "
+                                                "the cap on how many of its samples are used")] = None,
+    data: Annotated[str | None, typer.Option(help="Inputs: folder of .npy/.npz, a .npz, pkg.mod:fn, or random:N")] = None,
     atol: Annotated[float | None, typer.Option(help="allclose absolute tolerance")] = None,
     rtol: Annotated[float | None, typer.Option(help="allclose relative tolerance")] = None,
     min_cosine: Annotated[float | None, typer.Option(help="Minimum cosine similarity")] = None,
     min_top1: Annotated[float | None, typer.Option(help="Minimum top-1 agreement (0-1)")] = None,
-    layerwise: Annotated[bool, typer.Option(help="Localize where an ONNX candidate diverges from an ONNX reference")] = False,
+    layerwise: Annotated[bool, typer.Option(help="Find the first nodes where an ONNX candidate diverges from an "
+                                            "ONNX reference")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check a model's parity against its reference on one or more devices (exit 1 on failure).
+    """Check parity of model file(s) against a reference on one or more devices (exit 1 when out of tolerance).
 
-    Example: edgeai check cnn.int8.onnx --reference cnn.onnx --device cpu --device openvino:CPU
+    The reference runs once at FP32 (PyTorch for a model source, onnxruntime CPU for an .onnx). Each candidate runs on each --device and the precision in effect there is reported; tolerances default by that precision and --atol/--rtol/--min-cosine/--min-top1 override them.
+
+    Example: edgeai check cnn.onnx cnn.int8.onnx --reference cnn.onnx --device cpu --device openvino:CPU --layerwise
     """
     from edgeai.parity import check_many
 
-    reports = check_many(model, reference, devices=device or ["cpu"], samples=samples, data=data, atol=atol,
+    if samples is not None and samples < 1:
+        raise EdgeAIError(f"--samples must be at least 1; got {samples}")
+    reports = check_many(models, reference, devices=device or ["cpu"], samples=samples, data=data, atol=atol,
                          rtol=rtol, min_cosine=min_cosine, min_top1=min_top1, layerwise=layerwise)
-    failed = any(not r.passed for r in reports)
+    failed = [r for r in reports if not r.passed]
     if json_out:
         _print_json({"passed": not failed, "reports": [r.to_dict() for r in reports]})
     else:
-        from edgeai.report import layerwise_table, parity_table
+        from edgeai.report import check_table, layerwise_footer, layerwise_table, parity_table
 
         c = _out()
         for r in reports:
             c.print(parity_table(r))
-            if r.layerwise:
-                c.print(layerwise_table(r))
+            if r.layerwise is not None:
+                c.print(layerwise_table(r.layerwise))
+                for line in layerwise_footer(r.layerwise):
+                    c.print(line)
             c.print(r.verdict())
+        if len(reports) > 1:
+            c.print(check_table(reports))
+        c.print(f"{len(reports) - len(failed)} of {len(reports)} checks passed")
     if failed:
         raise typer.Exit(1)
 

@@ -98,13 +98,108 @@ def render_text(renderable: Any, width: int = 160) -> str:
     return c.export_text()
 
 
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{v:.1%}"
+
+
+def _ran_on(side: dict[str, Any]) -> str:
+    return ",".join(d.replace("ExecutionProvider", "") for d in side.get("devices_in_effect") or [])
+
+
+def _precision(side: dict[str, Any]) -> str:
+    p, f = side.get("precision", "?"), side.get("file_precision")
+    return p if not f or f == p or p.startswith(f) else f"{p} (file {f})"
+
+
+_SHORT = (("not allclose", "allclose"), ("cosine", "cosine"), ("top-1", "top-1"), ("shape", "shape"))
+
+
+def _short_failures(failures: Sequence[str]) -> str:
+    return ", ".join(next((s for k, s in _SHORT if f.startswith(k)), "NaN/Inf" if "NaN" in f else f[:20])
+                     for f in failures)
+
+
+def _who(side: dict[str, Any]) -> str:
+    """'cnn.int8.onnx on openvino:CPU (openvino 2026.4 CPU, int8+f32)' from a report's side dict."""
+    model = f"{Path(side['model']).name} " if side.get("model") else ""
+    ran = _ran_on(side)
+    where = f"on {side.get('device', '?')} " if side.get("engine") != "torch" else ""
+    return f"{model}{where}({side.get('engine', '?')} {side.get('engine_version', '')} {ran}, " \
+           f"{_precision(side)})".replace("  ", " ")
+
+
 def parity_table(report: Any) -> Any:
-    rows = [(o.name, "pass" if o.passed else "FAIL", o.max_abs, o.max_rel, o.mean_abs, o.cosine,
-             None if o.top1 is None else f"{o.top1:.1%}", "; ".join(o.failures) or "") for o in report.outputs]
-    c = report.candidate
-    title = (f"parity: {c.get('engine', '?')} {c.get('device', '')} @ {c.get('precision', '?')} vs "
-             f"{report.reference.get('engine', '?')} ({report.samples} samples)")
-    return table(title, ["output", "verdict", "max abs", "max rel", "mean abs", "cosine min", "top-1", "why"], rows)
+    """Per-output metrics of one ParityReport."""
+    rows = [(o.name, "pass" if o.passed else "FAIL", o.max_abs, o.max_rel, o.mean_abs, o.cosine, _pct(o.top1),
+             _pct(o.top5), None if o.allclose is None else ("yes" if o.allclose else "no"),
+             "; ".join(o.failures) or "") for o in report.outputs]
+    title = f"parity: {_who(report.candidate)} vs {_who(report.reference)}, {report.samples} samples"
+    return table(title, ["output", "verdict", "max abs", "max rel", "mean abs", "cosine min", "top-1", "top-5",
+                         "allclose", "why"], rows)
+
+
+def check_table(reports: Sequence[Any]) -> Any:
+    """One row per (candidate, device): what ran, at which precision, the worst output's numbers."""
+    rows = []
+    for r in reports:
+        c, w = r.candidate, r.worst
+        failing = [f for o in r.outputs for f in o.failures]
+        rows.append((Path(c["model"]).name if c.get("model") else "?", c.get("device"),
+                     f"{c.get('engine')} {_ran_on(c)}", _precision(c), r.samples, w.max_abs, w.mean_abs, w.cosine,
+                     _pct(w.top1), _pct(w.top5), "pass" if r.passed else f"FAIL ({_short_failures(failing)})"))
+    ref = reports[0].reference if reports else {}
+    return table(f"edgeai check vs {_who(ref)}",
+                 ["model", "device", "ran on", "precision", "samples", "max abs", "mean abs", "cosine min",
+                  "top-1", "top-5", "verdict"], rows)
+
+
+def layerwise_table(localization: Any, limit: int = 40) -> Any:
+    """Per-node relative error in topological order; the first node where the error jumps is marked.
+
+    Long graphs show ``limit`` rows starting a few before the first jump (all rows are in --json).
+    """
+    loc = getattr(localization, "layerwise", localization)  # a ParityReport or a Localization
+    rows_all = list(loc.rows)
+    first = loc.first_jump()
+    start = 0
+    if len(rows_all) > limit and first is not None:
+        start = max(0, min(rows_all.index(first) - 3, len(rows_all) - limit))
+    rows = []
+    for i, r in enumerate(rows_all[start:start + limit], start=start + 1):
+        tensor = r.tensor if r.candidate_tensor == r.tensor else r.tensor + " *"
+        node = r.node + (f" (after {', '.join(r.via)})" if r.via else "")
+        mark = "<- FIRST JUMP" if r is first else ("<- jump" if r.jump else "")
+        rows.append((i, node, r.op_type, tensor, ", ".join(r.params), r.error, r.input_error,
+                     "new" if r.growth == float("inf") else r.growth, r.cosine, mark))
+    shown = f"rows {start + 1}-{start + len(rows)} of {len(rows_all)}; " if len(rows) < len(rows_all) else ""
+    title = (f"layerwise: {_who(loc.candidate)} vs {_who(loc.reference)}, {loc.samples} samples "
+             f"({shown}error = ||cand - ref|| / ||ref||; jump: error > {loc.min_error:g} and > "
+             f"{loc.jump_ratio:g}x the input error)")
+    return table(title, ["#", "node", "op", "tensor", "weights", "error", "input error", "growth", "cosine", ""],
+                 rows)
+
+
+def layerwise_footer(localization: Any) -> list[str]:
+    """The summary line and notes printed under the layerwise table."""
+    loc = getattr(localization, "layerwise", localization)
+    lines = [loc.summary()]
+    if any(r.candidate_tensor != r.tensor for r in loc.rows):
+        lines.append("* compared with the candidate's value after its QuantizeLinear/DequantizeLinear or Cast nodes")
+    return lines + [f"note: {n}" for n in loc.notes]
+
+
+def layerwise_text(localization: Any, limit: int = 40) -> str:
+    loc = getattr(localization, "layerwise", localization)
+    lines = [render_text(layerwise_table(loc, limit)).rstrip(), *layerwise_footer(loc)]
+    return "\n".join(lines)
+
+
+def parity_text(report: Any) -> str:
+    """Verdict, per-output table and (when computed) the layerwise table, as plain text."""
+    parts = [report.verdict(), render_text(parity_table(report)).rstrip()]
+    if report.layerwise is not None:
+        parts.append(layerwise_text(report.layerwise))
+    return "\n".join(parts)
 
 
 def parity_table_text(report: Any) -> str:
@@ -169,13 +264,3 @@ def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     w.writerow(columns)
     w.writerows([[("" if v is None else v) for v in r] for r in rows])
     return buf.getvalue()
-
-
-def layerwise_table(report: Any, limit: int = 25) -> Any:
-    """Per-node error in topological order; the first nodes where the error jumps are marked."""
-    rows = []
-    for entry in list(report.layerwise or [])[:limit]:
-        rows.append((entry.get("node"), entry.get("op_type"), entry.get("tensor"), entry.get("max_abs"),
-                     entry.get("cosine"), "<-- jump" if entry.get("jump") else ""))
-    return table("layerwise: first divergent nodes (topological order)",
-                 ["node", "op", "tensor", "max abs", "cosine", ""], rows)

@@ -1,21 +1,56 @@
-"""Parity metrics and reports on real sessions."""
+"""Parity metrics, `edgeai check`, and layerwise localization, on real sessions and real files."""
+
+import json
+import warnings
 
 import numpy as np
 import pytest
 
 import edgeai
-from edgeai.errors import ParityError
-from edgeai.parity import Tolerance, output_metrics
+from edgeai.errors import InputMismatchError, ParityError
+from edgeai.layerwise import localize
+from edgeai.parity import Tolerance, judged_precision, output_metrics
+from edgeai.testing import assert_parity, perturbed_copy
 
 from conftest import device_params
 
+PERTURBED = "4.weight"  # the second Conv's weight in the zoo CNN export
+DEVICES = device_params(["cpu", "openvino:CPU"])
+
+
+@pytest.fixture(scope="module")
+def cnn(zoo_onnx):
+    return zoo_onnx("cnn")
+
+
+@pytest.fixture(scope="module")
+def broken(cnn, tmp_path_factory):
+    """The CNN with noise in ONE named layer's weights."""
+    return perturbed_copy(cnn, tmp_path_factory.mktemp("broken") / "broken.onnx", PERTURBED)
+
+
+@pytest.fixture(scope="module")
+def converted(cnn, tmp_path_factory):
+    """Static INT8 (QDQ) and FP16 (Cast-wrapped) conversions of the same graph."""
+    import onnx
+    from onnxconverter_common import float16
+
+    out = tmp_path_factory.mktemp("converted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        edgeai.quantize(cnn, out / "cnn.int8.onnx", mode="static", calibration="random:8", force=True)
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(cnn)), keep_io_types=True), str(out / "cnn.fp16.onnx"))
+    return {"int8": out / "cnn.int8.onnx", "fp16": out / "cnn.fp16.onnx"}
+
 
 @pytest.mark.parametrize("device", device_params())
-def test_fp32_export_passes_against_pytorch(zoo_onnx, device):
-    report = edgeai.compare("zoo:cnn", edgeai.load(zoo_onnx("cnn"), device), 6)
-    assert report.passed, report.verdict()
+def test_fp32_export_passes_against_pytorch(cnn, device):
+    report = assert_parity("zoo:cnn", edgeai.load(cnn, device), 6)
     assert report.samples == 6 and report.reference["engine"] == "torch"
-    assert report.candidate["device"] == device
+    assert report.candidate["device"] == device and report.candidate["precision"] == "f32"
+    assert report.tolerance == Tolerance.for_precision("f32")
+    out = report.outputs[0]
+    assert out.allclose and out.top1 == 1.0 and out.max_abs < 1e-4 and out.cosine > 0.99999
 
 
 def test_metrics_catch_a_perturbation():
@@ -24,18 +59,116 @@ def test_metrics_catch_a_perturbation():
     same = output_metrics("logits", ref, [ref[0].copy()], Tolerance())
     assert same.passed and same.max_abs == 0 and same.cosine == pytest.approx(1.0) and same.top1 == 1.0
     noisy = output_metrics("logits", ref, [ref[0] + 0.5], Tolerance())
-    assert not noisy.passed and noisy.max_abs == pytest.approx(0.5)
+    assert not noisy.passed and noisy.max_abs == pytest.approx(0.5) and noisy.mean_abs == pytest.approx(0.5)
     nan = ref[0].copy()
     nan[0, 0] = np.nan
     bad = output_metrics("logits", ref, [nan], Tolerance())
-    assert bad.nonfinite == 1 and not bad.passed
+    assert bad.nonfinite == 1 and not bad.passed and bad.max_abs == np.inf
+    # atol alone still checks allclose (rtol counts as 0), and judges by it.
+    atol_only = output_metrics("logits", ref, [ref[0] + 0.01], Tolerance(atol=0.02, rtol=None, min_cosine=None))
+    assert atol_only.allclose and atol_only.passed
+    assert not output_metrics("logits", ref, [ref[0] + 0.03], Tolerance(atol=0.02, rtol=None)).allclose
+    # An embedding is not classifier-like: no top-1 to fail on.
+    emb = [rng.standard_normal((2, 128)).astype(np.float32)]
+    assert output_metrics("pooled_embedding", emb, emb, Tolerance()).top1 is None
+    swapped = ref[0].copy()
+    swapped[0] = -swapped[0]
+    assert output_metrics("logits", ref, [swapped], Tolerance(None, None, None)).top1 == 0.75
 
 
-def test_raise_for_failure_shows_the_table(zoo_onnx):
-    ref = edgeai.load(zoo_onnx("lstm"))
-    other = edgeai.load(zoo_onnx("gru"))
-    report = edgeai.compare(ref, other, 3)
-    assert not report.passed
-    with pytest.raises(ParityError, match="(?s)FAIL.*max abs"):
+def test_tolerance_defaults_and_overrides():
+    assert Tolerance.for_precision("int8+f32") == Tolerance.for_precision("int8")
+    assert Tolerance.for_precision("f16").atol is None and Tolerance.for_precision("f32").atol == 1e-4
+    assert Tolerance.for_precision("int8").with_overrides(min_cosine=0.9).min_cosine == 0.9
+    with pytest.raises(InputMismatchError, match="unknown tolerance"):
+        Tolerance().with_overrides(cosine=0.9)
+    with pytest.raises(InputMismatchError, match="out of range"):
+        Tolerance().with_overrides(min_cosine=2)
+    # An FP16 file that OpenVINO runs at FP32 is judged as FP16.
+    assert judged_precision({"precision": "f32", "file_precision": "f16"}) == "f16"
+    assert judged_precision({"precision": "int8+f32"}) == "int8"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_broken_layer_fails_and_layerwise_names_it(cnn, broken, device):
+    report = edgeai.compare(cnn, broken, 4, device=device, layerwise=True)
+    assert not report.passed and report.candidate["device"] == device
+    with pytest.raises(ParityError, match="(?s)FAIL.*max abs.*FIRST JUMP"):
         report.raise_for_failure()
-    assert "FAIL" in report.to_dict()["verdict"]
+    loc = report.layerwise
+    first = loc.first_jump()
+    assert first.op_type == "Conv" and PERTURBED in first.params, loc.summary()
+    assert first.input_error < 1e-5 and first.error > 0.1
+    assert [r.jump for r in loc.rows].count(True) == 1  # nothing downstream counts as a new jump
+    before = loc.rows[:loc.rows.index(first)]
+    assert before and all(r.error < 1e-5 for r in before)  # same numbers up to the broken layer
+    assert loc.candidate["engine"] == ("openvino" if device.startswith("openvino") else "onnxruntime")
+    assert json.loads(json.dumps(report.to_dict()))["layerwise"]["first_jump"] == first.node
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layerwise_matches_through_qdq_and_cast(cnn, converted, device):
+    feeds = [{"pixel_values": np.random.default_rng(i).random((2, 1, 28, 28), np.float32)} for i in range(2)]
+    int8 = localize(cnn, converted["int8"], feeds, device=device)
+    by_tensor = {r.tensor: r for r in int8.rows}
+    # ORT's quantizer drops Relu after Conv and chains Q/DQ behind each activation: 'relu' is
+    # compared with the DequantizeLinear output that the next layer consumes.
+    assert by_tensor["relu"].candidate_tensor.endswith("DequantizeLinear_Output")
+    assert "pixel_values" in by_tensor and by_tensor["pixel_values"].op_type == "input"
+    assert by_tensor["logits"].error < 0.2 and all(0 < r.error < 0.2 for r in int8.rows)
+    assert int8.unmatched  # the fused Conv outputs: charged to the next row
+    fp16 = localize(cnn, converted["fp16"], feeds, device=device)
+    assert fp16.rows[0].candidate_tensor != "pixel_values"  # the input Cast to float16
+    assert len(fp16.rows) == 11 and all(r.error < 5e-3 for r in fp16.rows)
+
+
+def test_layerwise_refuses_what_it_cannot_compare(cnn, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    with pytest.raises(InputMismatchError, match="two ONNX graphs"):
+        edgeai.compare("zoo:cnn", cnn, 1, layerwise=True)
+    x = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 1, 28, 28])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    other = helper.make_model(helper.make_graph([helper.make_node("Relu", ["pixel_values"], ["y"])], "other", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    with pytest.raises(InputMismatchError, match="shares no intermediate tensor"):
+        localize(cnn, tmp_path / "other.onnx", [{"pixel_values": np.zeros((1, 1, 28, 28), np.float32)}])
+
+
+def test_check_cli_names_the_broken_layer(cli, cnn, broken):
+    out = cli("check", broken, cnn, "--reference", cnn, "--device", "cpu", "--device", "openvino:CPU",
+              "--samples", "3", "--layerwise", "--json")
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert not data["passed"] and len(data["reports"]) == (4 if "openvino:CPU" in edgeai.devices() else 2)
+    for r in data["reports"]:
+        name = r["candidate"]["model"].rsplit("/", 1)[-1]
+        assert r["passed"] == (name == "cnn.onnx"), r["verdict"]
+        lw = r["layerwise"]
+        if name == "broken.onnx":
+            first = next(row for row in lw["rows"] if row["node"] == lw["first_jump"])
+            assert PERTURBED in first["params"] and first["op_type"] == "Conv"
+        else:
+            assert lw["first_jump"] is None
+    text = cli("check", broken, "--reference", cnn, "--samples", "2", "--layerwise")
+    assert text.returncode == 1
+    assert "FIRST JUMP" in text.stdout and "FAIL" in text.stdout
+    line = next(ln for ln in text.stdout.splitlines() if ln.startswith("first divergence:"))
+    assert PERTURBED in line, text.stdout
+
+
+def test_check_cli_data_set_and_bad_input(cli, cnn, tmp_path):
+    data = tmp_path / "eval.npz"
+    np.savez(data, pixel_values=np.random.default_rng(0).random((6, 1, 28, 28), np.float32))
+    ok = cli("check", cnn, "--reference", "zoo:cnn", "--data", data, "--samples", "5", "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)["reports"][0]
+    assert report["samples"] == 5 and report["reference"]["engine"] == "torch"
+    assert report["tolerance"]["atol"] == 1e-4 and report["candidate"]["precision"] == "f32"
+    for args, expected in [(("--layerwise",), "not an .onnx file"), (("--samples", "0"), "at least 1"),
+                           (("--min-cosine", "3"), "out of range")]:
+        bad = cli("check", cnn, "--reference", "zoo:cnn", *args)
+        assert bad.returncode == 2 and expected in bad.stderr, bad.stderr
+        assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
