@@ -241,9 +241,11 @@ def comparison_table(comparison: Any) -> Any:
                                                             "new p50 ms", "change", "noise", "note"], rows)
 
 
-def latency_plot(reports: Sequence[Any], path: str | Path, title: str = "edgeai bench") -> Path:
-    """Latency distribution per cell (box p25-p75, whiskers p1-p99), throughput bars, and cold start
-    (load + first inference) per config; unsupported cells are listed under the plot. Written atomically."""
+def latency_plot(reports: Any, path: str | Path, title: str = "edgeai bench") -> Path:
+    """Top row: the latency distribution of every config, one panel per batch size (box p25-p75,
+    line p50, whiskers p1-p99). Bottom row: throughput per config (a bar per batch size) and cold
+    start per config (load, then first inference, stacked). Cells that did not run are listed at
+    the bottom. Written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,41 +255,68 @@ def latency_plot(reports: Sequence[Any], path: str | Path, title: str = "edgeai 
 
     reports = list(reports.reports if hasattr(reports, "reports") else reports)
     ok = [r for r in reports if r.status == "ok"]
-    bad = [f"{r.name} b{r.batch}: {r.status}"[:150] for r in reports if r.status != "ok"]
-    labels = [f"{r.name}\nb{r.batch}" for r in ok]
-    cold: dict[str, tuple[float, float]] = {}
-    for r in ok:
-        if r.name not in cold and r.cold_start_ms is not None:
-            cold[r.name] = (r.cold_start_ms - (r.first_inference_ms or 0.0), r.first_inference_ms or 0.0)
-    width = max(10.0, 1.1 * len(ok) + 6)
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(width, 5.2), gridspec_kw={"width_ratios": [3, 2, 2]})
-    if ok:
-        ax1.boxplot([r.samples_ms or [r.latency.p50] for r in ok], whis=(1, 99), showfliers=False)
-        ax1.set_xticks(range(1, len(ok) + 1), labels, fontsize=7, rotation=35, ha="right")
-        p50s = [r.latency.p50 for r in ok]
-        if max(p50s) / max(min(p50s), 1e-9) > 20:
-            ax1.set_yscale("log")
-        ax2.bar(range(len(ok)), [r.throughput for r in ok], color="tab:green")
-        ax2.set_xticks(range(len(ok)), labels, fontsize=7, rotation=35, ha="right")
-    ax1.set_ylabel("latency per run (ms)")
-    ax1.set_title("latency: box p25-p75, line p50, whiskers p1-p99", fontsize=9)
-    ax2.set_ylabel("items / s")
+    not_run: dict[str, list[str]] = {}
+    for r in reports:
+        if r.status != "ok":
+            not_run.setdefault(r.status, []).append(f"{r.name} b{r.batch}")
+    bad = [f"{', '.join(cells_)}: {status[:120]}" for status, cells_ in not_run.items()]
+    names = list(dict.fromkeys(r.name for r in reports))
+    batches = sorted({r.batch for r in ok}) or [1]
+    cells = {(r.name, r.batch): r for r in ok}
+    width = max(10.0, 0.55 * len(names) * max(1, len(batches)) + 4)
+    fig = plt.figure(figsize=(width, 9.5))
+    grid = fig.add_gridspec(2, max(2, len(batches)))
+    x = list(range(len(names)))
+    for i, b in enumerate(batches):
+        ax = fig.add_subplot(grid[0, i])
+        data = [list(cells[(n, b)].samples_ms or [cells[(n, b)].latency.p50]) if (n, b) in cells else [] for n in names]
+        present = [j for j, d in enumerate(data) if d]
+        if present:
+            ax.boxplot([data[j] for j in present], positions=present, whis=(1, 99), showfliers=False)
+            p50s = [cells[(names[j], b)].latency.p50 for j in present]
+            if max(p50s) / max(min(p50s), 1e-9) > 20:
+                ax.set_yscale("log")
+        for j, d in enumerate(data):
+            if not d:
+                ax.text(j, 0.02, "not run", rotation=90, fontsize=7, color="tab:red", transform=ax.get_xaxis_transform())
+        ax.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylabel("latency per run (ms)")
+        ax.set_title(f"latency at batch {b}: box p25-p75, line p50, whiskers p1-p99", fontsize=9)
+    span = max(2, len(batches))
+    ax2 = fig.add_subplot(grid[1, : span // 2 + span % 2])
+    bar = 0.8 / len(batches)
+    for i, b in enumerate(batches):
+        ax2.bar([j + (i - (len(batches) - 1) / 2) * bar for j in x],
+                [cells[(n, b)].throughput if (n, b) in cells else 0 for n in names], bar, label=f"batch {b}")
+    ax2.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
+    rates = [r.throughput for r in ok if r.throughput > 0]
+    if rates and max(rates) / min(rates) > 50:
+        ax2.set_yscale("log")
+    ax2.set_ylabel("items / s (all streams)")
     ax2.set_title("throughput", fontsize=9)
-    names = list(cold)
-    ax3.bar(range(len(names)), [cold[n][0] for n in names], color="tab:blue", label="load (parse + compile)")
-    ax3.bar(range(len(names)), [cold[n][1] for n in names], bottom=[cold[n][0] for n in names],
-            color="tab:orange", label="first inference")
-    ax3.set_xticks(range(len(names)), names, fontsize=7, rotation=35, ha="right")
+    ax2.legend(fontsize=7)
+    ax3 = fig.add_subplot(grid[1, span // 2 + span % 2:])
+    first = {r.name: r for r in reversed(ok) if r.cold_start_ms is not None}
+    load, infer = [], []
+    for n in names:
+        r = first.get(n)
+        loaded = (r.load_ms if r.load_ms is not None else (r.load_time_s or 0.0) * 1e3) if r else 0.0
+        load.append(loaded)
+        infer.append(r.cold_start_ms - loaded if r else 0.0)
+    ax3.bar(x, load, color="tab:blue", label="load (parse + session creation / compile)")
+    ax3.bar(x, infer, bottom=load, color="tab:orange", label="first inference")
+    ax3.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
     ax3.set_ylabel("ms")
     ax3.set_title("cold start", fontsize=9)
     ax3.legend(fontsize=7)
     fig.suptitle(title)
     if bad:
-        fig.text(0.01, 0.01, "not run: " + "; ".join(bad[:4]) + (f"; +{len(bad) - 4} more" if len(bad) > 4 else ""),
-                 fontsize=6, color="tab:red", wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if bad else 0, 1, 1))
+        fig.text(0.01, 0.005, "not run — " + "\n".join(bad[:4]) + (f"\n+{len(bad) - 4} more" if len(bad) > 4 else ""),
+                 fontsize=6, color="tab:red")
+    fig.tight_layout(rect=(0, 0.012 * (min(len(bad), 5) + 1) if bad else 0, 1, 1))
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
 
