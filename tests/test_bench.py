@@ -218,3 +218,18 @@ def test_bench_cli_bad_input_exits_2(cli, zoo_onnx, tmp_path):
                       (["--compare-to", tmp_path / "missing.json"], "not found")):
         r = cli("bench", zoo_onnx("cnn"), *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_matrix_streams_give_aggregate_throughput(zoo_onnx):
+    m = edgeai.load(zoo_onnx("cnn"), threads=1)
+    result = bench_matrix([("one", m)], [2], warmup=1, iterations=8, rounds=2, streams=2)
+    r = result.reports[0]
+    assert r.ok and r.streams == 2 and r.latency.n == 16 and r.throughput > 0  # 2 streams x 8 runs
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif("cuda" not in edgeai.devices(),
+                    reason="no CUDA here: CUDA timing (host copy of outputs) and device memory are unverified")
+def test_cuda_benchmark_says_what_ran(zoo_onnx):
+    r = edgeai.benchmark(zoo_onnx("cnn"), device="cuda", warmup=2, iterations=20)
+    assert r.runtime["devices_in_effect"][0] == "CUDAExecutionProvider" and r.latency.n == 20
