@@ -82,6 +82,7 @@ class StopRule:
 
     iterations: int | None
     duration: float | None
+    min_iterations: int = MIN_ITERATIONS  # with a duration: never stop before this many runs
 
     @classmethod
     def make(cls, iterations: int | None = None, duration: float | None = None) -> StopRule:
@@ -100,7 +101,8 @@ class StopRule:
     def split(self, rounds: int) -> StopRule:
         """The share of one round when the budget is spread over ``rounds`` interleaved rounds."""
         return StopRule(None if self.iterations is None else max(1, -(-self.iterations // rounds)),
-                        None if self.duration is None else self.duration / rounds)
+                        None if self.duration is None else self.duration / rounds,
+                        max(1, -(-self.min_iterations // rounds)))
 
     def describe(self) -> str:
         parts = ([f"{self.iterations} runs"] if self.iterations else []) + \
@@ -141,7 +143,7 @@ def run_streams(fn: Callable[[], Any], streams: int, rule: StopRule) -> tuple[li
     """Run ``fn`` under ``rule`` in ``streams`` threads started together; (all samples, wall ns)."""
     if streams == 1:
         t0 = time.perf_counter_ns()
-        samples = time_loop(fn, iterations=rule.iterations, duration=rule.duration)
+        samples = time_loop(fn, iterations=rule.iterations, duration=rule.duration, min_iterations=rule.min_iterations)
         return samples, time.perf_counter_ns() - t0
     results: list[list[int]] = [[] for _ in range(streams)]
     errors: list[BaseException] = []
@@ -150,7 +152,8 @@ def run_streams(fn: Callable[[], Any], streams: int, rule: StopRule) -> tuple[li
     def worker(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = time_loop(fn, iterations=rule.iterations, duration=rule.duration)
+            results[i] = time_loop(fn, iterations=rule.iterations, duration=rule.duration,
+                                   min_iterations=rule.min_iterations)
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
 
@@ -207,7 +210,9 @@ class BenchReport:
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
     status: str = "ok"
     load_ms: float | None = None  # wall time of edgeai.load (parse + session creation), when timed here
-    cold_start_ms: float | None = None  # load_ms + the first inference after loading
+    # load_ms + the first inference after loading; for a Model loaded elsewhere, the engine's own load
+    # time + the first inference in this benchmark (which is the true first only if it had not run).
+    cold_start_ms: float | None = None
     warmup: LatencyStats | None = None  # the warm-up runs after the first inference
     round_p50_ms: tuple[float, ...] = ()  # p50 of each interleaved round: the measured noise
     model_rss_mb: float | None = None  # resident memory added by loading this model
@@ -368,20 +373,30 @@ def _import_engines(configs: Sequence[BenchConfig]) -> None:
         import torch  # noqa: F401
 
 
+def _same_device(device: str, model: Any) -> bool:
+    from edgeai.runtimes import parse_device
+
+    try:
+        return parse_device(device).device == parse_device(getattr(model, "device", device)).device
+    except EdgeAIError:
+        return False
+
+
 def _check_counts(warmup: int, streams: int, rounds: int) -> None:
     if warmup < 0 or streams < 1 or rounds < 1:
         raise EdgeAIError(f"warmup must be >= 0, streams and rounds >= 1; got warmup={warmup}, streams={streams}, "
                           f"rounds={rounds}")
 
 
-def benchmark(model: Any, inputs: Mapping[str, Any] | None = None, *, device: str = "cpu", warmup: int = 10,
+def benchmark(model: Any, inputs: Mapping[str, Any] | None = None, *, device: str | None = None, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, batch: int = 1, streams: int = 1,
               name: str | None = None, dims: Mapping[str, int] | None = None, **load_options: Any) -> BenchReport:
     """Time ``model.run`` on ``inputs`` (random at ``batch`` when None).
 
     Args:
-        model: a loaded :class:`~edgeai.Model`, or an ``.onnx`` path that is loaded on ``device`` with
-            ``load_options`` here, so that its cold start (load + first inference) is measured.
+        model: a loaded :class:`~edgeai.Model`, or an ``.onnx`` path that is loaded on ``device``
+            (default ``cpu``) with ``load_options`` here, so that its cold start (load + first
+            inference) is measured.
         warmup: runs after the first inference and before timing; reported as ``warmup`` stats.
         iterations / duration: timed runs per stream, or seconds; neither: 1000 runs or 10 s,
             whichever comes first (enough for a p99 backed by 10 runs on fast models).
@@ -399,6 +414,10 @@ def benchmark(model: Any, inputs: Mapping[str, Any] | None = None, *, device: st
     _check_counts(warmup, streams, 1)
     if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "run"):
         raise EdgeAIError(f"benchmark() takes a Model or an .onnx path; got {type(model).__name__}")
+    if hasattr(model, "run") and (load_options or (device is not None and not _same_device(device, model))):
+        raise EdgeAIError(f"device and load options apply when benchmark() loads a path; this Model is already "
+                          f"loaded on {model.device}. Pass the .onnx path instead, or load it with those options")
+    device = device or "cpu"
     _import_engines([BenchConfig("", model, device)])
     loaded = _load(BenchConfig(name or "", model, device, load_options), strict=True)
     cell = _Cell(loaded, batch)
@@ -448,7 +467,8 @@ def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequ
     Args:
         configs: :class:`BenchConfig` s, or ``(name, Model)`` pairs.
         batches: batch sizes; each config runs at each one.
-        iterations / duration: per cell over all rounds (neither: 1000 runs or 10 s per cell).
+        iterations / duration: per cell over all rounds, split evenly (iterations rounded up to a
+            multiple of ``rounds``); neither: 1000 runs or 10 s per cell, at least 10 runs.
         baseline: the config name speedups are computed against (default: the first config).
         on_step: called after each load and each cell-round (for a progress bar).
 

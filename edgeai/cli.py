@@ -321,12 +321,12 @@ def bench(
     device: Annotated[list[str] | None, typer.Option("--device", help="Device(s); repeat for a matrix")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated")] = "1",
     warmup: Annotated[int, typer.Option(help="Warm-up runs per cell (after the first inference)")] = 10,
-    iterations: Annotated[int | None, typer.Option(help="Timed runs per cell [default: 1000 or 10 s]")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Timed runs per cell (default: 1000 runs or 10 s, whichever first)")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds of timed runs per cell, instead of --iterations")] = None,
     rounds: Annotated[int, typer.Option(help="Interleaving rounds (their spread is the noise)")] = 5,
     streams: Annotated[int, typer.Option(help="Threads running each model at once (aggregate throughput)")] = 1,
     baseline: Annotated[str | None, typer.Option(help="torch:SOURCE adds a PyTorch baseline row, e.g. torch:zoo:cnn")] = None,
-    threads: Annotated[int | None, typer.Option(help="Threads per session [default: physical cores]")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per session (default: the physical cores, set explicitly)")] = None,
     precision: Annotated[list[str] | None, typer.Option("--precision", help="f32 | f16 | bf16 | auto; repeat for a matrix")] = None,
     shape: Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static shape NAME:1x128")] = None,
     dim: Annotated[list[str] | None, typer.Option("--dim", help="Size of a symbolic dim other than batch, e.g. seq=128")] = None,
@@ -340,8 +340,9 @@ def bench(
 ) -> None:
     """Benchmark models x devices x precisions x batch sizes in one process, interleaved; cold start shown apart.
 
-    A cell whose device, precision or batch size cannot be had is marked unsupported with the reason;
-    nothing else runs in its place. Exit 1 when --compare-to finds a regression or a cell failed.
+    A cell whose device, precision or batch size cannot be had is marked unsupported with the reason (nothing else runs in its place).
+
+    Exit 1 when --compare-to finds a regression beyond the measured noise, or a cell failed.
 
     Example: edgeai bench cnn.onnx cnn.int8.onnx --device cpu --device openvino:CPU --batch 1,8 --plot bench.png
     """
@@ -369,6 +370,8 @@ def bench(
         dims[k.strip()] = int(v)
     if threads is not None and threads < 1:
         raise EdgeAIError(f"--threads must be >= 1; got {threads}")
+    if min_change < 0:
+        raise EdgeAIError(f"--min-change must be >= 0 (a fraction, e.g. 0.05 for 5%); got {min_change}")
     options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
     if cache_dir:
         options["cache_dir"] = str(cache_dir)
