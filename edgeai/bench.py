@@ -1,14 +1,19 @@
 """Latency benchmarks: a timing loop, its statistics, and a matrix over models x devices x batches.
 
-Warm-up (and the first inference, the cold start) is reported apart from steady state. Timings use
-``time.perf_counter_ns``. The matrix runs every config in ONE process and interleaves them in rounds,
-so machine noise hits all configs alike; speedups are medians of per-round p50 ratios.
+Cold start (loading: file parse + session creation / compile, then the first inference) is
+reported apart from warm-up and from steady state. Timings use ``time.perf_counter_ns``. The matrix
+runs every config in ONE process and interleaves them in rounds (rotating the order each round),
+so machine noise hits all configs alike; speedups are medians of per-round p50 ratios, and the
+spread of the per-round p50s is the noise a later run is compared against (``edgeai.benchcompare``).
+
+Timing on CUDA: ``Model.run`` returns host numpy arrays, so each timed call ends with the
+device-to-host copy of the outputs, which waits for the GPU; no extra synchronization is needed.
+(Untested here: this machine has no GPU.)
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,9 +22,25 @@ from typing import Any
 
 import numpy as np
 
-from edgeai.errors import EdgeAIError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
+from edgeai.machine import (
+    current_rss_mb,
+    device_memory_mb,
+    machine_info,
+    peak_rss_mb,
+    physical_cores,
+)
+
+__all__ = ["LatencyStats", "StopRule", "BenchConfig", "BenchReport", "MatrixResult", "benchmark", "bench_matrix",
+           "batch_feeds", "time_loop", "timing_overhead_ns", "run_streams", "machine_info", "peak_rss_mb",
+           "current_rss_mb", "device_memory_mb", "physical_cores"]
 
 PERCENTILES = (50, 90, 95, 99)
+#: Default stop rule: 1000 timed runs per config (p99 then rests on its 10 slowest runs) or 10 s,
+#: whichever comes first, and never fewer than MIN_ITERATIONS.
+AUTO_ITERATIONS = 1000
+AUTO_SECONDS = 10.0
+MIN_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -38,150 +59,79 @@ class LatencyStats:
 
     @classmethod
     def from_ns(cls, samples_ns: Sequence[int]) -> LatencyStats:
-        if not samples_ns:
+        """Statistics of per-run nanoseconds (linear-interpolated percentiles, population std)."""
+        if len(samples_ns) == 0:
             raise EdgeAIError("no timed runs: increase iterations or duration")
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         p = np.percentile(ms, PERCENTILES)
         return cls(len(ms), *(float(v) for v in p), float(ms.mean()), float(ms.std()), float(ms.min()),
                    float(ms.max()))
 
+    @property
+    def p99_reliable(self) -> bool:
+        """True when at least 10 runs lie above p99; with fewer, p99 is close to the single max."""
+        return self.n >= 1000
+
     def to_dict(self) -> dict[str, float]:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
-class BenchReport:
-    """One config's result: steady-state stats, cold start, throughput, memory, and what ran."""
+class StopRule:
+    """When a timed loop stops: after ``iterations`` runs, after ``duration`` seconds, or both (first wins)."""
 
-    name: str
-    latency: LatencyStats
-    batch: int
-    streams: int
-    throughput: float  # items per second (batch * runs / wall time), across all streams
-    first_inference_ms: float  # the first run after loading, before warm-up
-    load_time_s: float | None  # session creation / compile time
-    peak_rss_mb: float
-    runtime: dict[str, Any]  # RuntimeInfo.to_dict(): engine, devices in effect, precision, threads
-    samples_ms: tuple[float, ...] = field(default=(), repr=False)
-    status: str = "ok"  # or "unsupported: <reason>"
+    iterations: int | None
+    duration: float | None
+    min_iterations: int = MIN_ITERATIONS  # with a duration: never stop before this many runs
 
-    def to_dict(self, samples: bool = False) -> dict[str, Any]:
-        d = {"name": self.name, "status": self.status, "batch": self.batch, "streams": self.streams,
-             "latency_ms": self.latency.to_dict() if self.latency else None,
-             "throughput_items_s": round(self.throughput, 3), "first_inference_ms": round(self.first_inference_ms, 4),
-             "load_time_s": self.load_time_s, "peak_rss_mb": round(self.peak_rss_mb, 1), "runtime": self.runtime}
-        if samples:
-            d["samples_ms"] = list(self.samples_ms)
-        return d
+    @classmethod
+    def make(cls, iterations: int | None = None, duration: float | None = None) -> StopRule:
+        """``iterations`` or ``duration`` (not both); neither: the default of 1000 runs or 10 s."""
+        if iterations is not None and duration is not None:
+            raise EdgeAIError(f"give iterations or duration, not both (got iterations={iterations}, "
+                              f"duration={duration}); or neither for the default ({AUTO_ITERATIONS} runs or "
+                              f"{AUTO_SECONDS:g} s)")
+        if iterations is None and duration is None:
+            return cls(AUTO_ITERATIONS, AUTO_SECONDS)
+        if (iterations is not None and iterations < 1) or (duration is not None and duration <= 0):
+            raise EdgeAIError(f"iterations must be >= 1 and duration > 0; got iterations={iterations}, "
+                              f"duration={duration}")
+        return cls(iterations, duration)
 
+    def split(self, rounds: int) -> StopRule:
+        """The share of one round when the budget is spread over ``rounds`` interleaved rounds."""
+        return StopRule(None if self.iterations is None else max(1, -(-self.iterations // rounds)),
+                        None if self.duration is None else self.duration / rounds,
+                        max(1, -(-self.min_iterations // rounds)))
 
-def peak_rss_mb() -> float:
-    try:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 1024 if platform.system() != "Darwin" else rss / 2**20
-    except ImportError:  # Windows
-        return float("nan")
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, features and engine versions: what makes results comparable across boxes."""
-    from edgeai.cpu import cpu_info
-
-    versions: dict[str, str] = {}
-    for mod in ("onnxruntime", "openvino", "torch", "numpy"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
-    import edgeai
-
-    return {"cpu": cpu_info().to_dict(), "platform": platform.platform(), "python": platform.python_version(),
-            "edgeai": edgeai.__version__, "engines": versions,
-            "env_threads": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
+    def describe(self) -> str:
+        parts = ([f"{self.iterations} runs"] if self.iterations else []) + \
+                ([f"{self.duration:g} s"] if self.duration else [])
+        return " or ".join(parts) + (", whichever first" if len(parts) == 2 else "")
 
 
 def time_loop(fn: Callable[[], Any], *, iterations: int | None = None, duration: float | None = None,
-              min_iterations: int = 10) -> list[int]:
-    """Call ``fn`` repeatedly; return per-call nanoseconds. Stops at ``iterations`` or ``duration``."""
+              min_iterations: int = MIN_ITERATIONS) -> list[int]:
+    """Call ``fn`` repeatedly; return per-call nanoseconds.
+
+    Stops after ``iterations`` calls, or once ``duration`` seconds have passed and at least
+    ``min_iterations`` calls were made; with both, whichever comes first.
+    """
     if iterations is None and duration is None:
         raise EdgeAIError("give iterations or duration")
     clock = time.perf_counter_ns
     out: list[int] = []
     deadline = clock() + int(duration * 1e9) if duration else None
-    limit = iterations if iterations is not None else 10**9
+    limit = iterations if iterations is not None else 2**62
+    floor = min(min_iterations, limit)
     while len(out) < limit:
         t0 = clock()
         fn()
         t1 = clock()
         out.append(t1 - t0)
-        if deadline is not None and t1 >= deadline and len(out) >= min_iterations:
+        if deadline is not None and t1 >= deadline and len(out) >= floor:
             break
     return out
-
-
-def _with_batch(model: Any, inputs: Mapping[str, np.ndarray] | None, batch: int, seed: int = 0) -> dict:
-    from edgeai.specs import make_inputs
-
-    if inputs is not None:
-        return dict(inputs)
-    return make_inputs(model.inputs, {"batch": batch}, seed=seed)
-
-
-def benchmark(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, warmup: int = 10,
-              iterations: int | None = None, duration: float | None = None, batch: int = 1, streams: int = 1,
-              name: str | None = None) -> BenchReport:
-    """Time ``model.run`` on ``inputs`` (random at ``batch`` when None).
-
-    Args:
-        model: a :class:`~edgeai.Model` (or anything with ``run(feeds)``, ``inputs`` and ``describe()``).
-        warmup: runs before timing (not timed); the very first run is reported as first inference.
-        iterations / duration: stop after this many timed runs per stream, or after this many seconds.
-            Default: 200 iterations.
-        streams: threads running the same model at once (OpenVINO benchmark_app's streams); the stats
-            are over all runs and throughput is aggregate.
-
-    Returns:
-        A :class:`BenchReport`.
-    """
-    if iterations is None and duration is None:
-        iterations = 200
-    if streams < 1 or warmup < 0 or (iterations is not None and iterations < 1):
-        raise EdgeAIError("streams and iterations must be >= 1 and warmup >= 0")
-    feeds = _with_batch(model, inputs, batch)
-    items = next(iter(feeds.values())).shape[0] if feeds and next(iter(feeds.values())).ndim else 1
-    t0 = time.perf_counter_ns()
-    model.run(feeds)
-    first_ms = (time.perf_counter_ns() - t0) / 1e6
-    for _ in range(warmup):
-        model.run(feeds)
-    results: list[list[int]] = [[] for _ in range(streams)]
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            results[i] = time_loop(lambda: model.run(feeds), iterations=iterations, duration=duration)
-        except BaseException as e:  # re-raised in the caller's thread
-            errors.append(e)
-
-    wall0 = time.perf_counter()
-    if streams == 1:
-        worker(0)
-    else:
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    wall = time.perf_counter() - wall0
-    if errors:
-        raise errors[0]
-    samples = [s for r in results for s in r]
-    info = model.describe()
-    return BenchReport(name or f"{info.engine}:{info.device}", LatencyStats.from_ns(samples), items, streams,
-                       items * len(samples) / wall, first_ms, info.load_time_s, peak_rss_mb(), info.to_dict(),
-                       tuple(round(s / 1e6, 5) for s in samples))
 
 
 def timing_overhead_ns(iterations: int = 20000) -> float:
@@ -189,82 +139,390 @@ def timing_overhead_ns(iterations: int = 20000) -> float:
     return float(np.median(time_loop(lambda: None, iterations=iterations)))
 
 
+def run_streams(fn: Callable[[], Any], streams: int, rule: StopRule) -> tuple[list[int], int]:
+    """Run ``fn`` under ``rule`` in ``streams`` threads started together; (all samples, wall ns)."""
+    if streams == 1:
+        t0 = time.perf_counter_ns()
+        samples = time_loop(fn, iterations=rule.iterations, duration=rule.duration, min_iterations=rule.min_iterations)
+        return samples, time.perf_counter_ns() - t0
+    results: list[list[int]] = [[] for _ in range(streams)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(streams + 1)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = time_loop(fn, iterations=rule.iterations, duration=rule.duration,
+                                   min_iterations=rule.min_iterations)
+        except BaseException as e:  # re-raised in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(streams)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter_ns() - t0
+    if errors:
+        raise errors[0]
+    return [s for r in results for s in r], wall
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One model on one device with its load options: a row family of a matrix.
+
+    ``model`` is an ``.onnx`` path (or, with ``device="torch"``, any model source), loaded (and timed)
+    by the benchmark; or an already loaded :class:`~edgeai.Model`, whose engine load time is used.
+    """
+
+    name: str
+    model: Any
+    device: str = "cpu"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        src = self.model if isinstance(self.model, (str, os.PathLike)) else getattr(self.model, "source", None)
+        return {"name": self.name, "model": None if src is None else str(src), "device": self.device,
+                "options": {k: (v if isinstance(v, (int, float, str, bool, type(None), dict, list)) else str(v))
+                            for k, v in self.options.items()}}
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """One config at one batch size: steady-state stats, cold start, warm-up, throughput, memory, what ran.
+
+    ``status`` is ``ok``, ``unsupported: <reason>`` (the device, precision or batch size cannot be
+    had; nothing else was run in its place) or ``failed: <reason>`` (the engine raised).
+    """
+
+    name: str
+    latency: LatencyStats | None
+    batch: int
+    streams: int
+    throughput: float  # items per second across all streams: batch * runs / wall time
+    first_inference_ms: float | None  # first run at this batch size, before warm-up
+    load_time_s: float | None  # session creation / compile, as the engine measured it
+    peak_rss_mb: float  # process-wide peak so far
+    runtime: dict[str, Any]  # RuntimeInfo.to_dict(): engine, devices in effect, precision, threads
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    status: str = "ok"
+    load_ms: float | None = None  # wall time of edgeai.load (parse + session creation), when timed here
+    # load_ms + the first inference after loading; for a Model loaded elsewhere, the engine's own load
+    # time + the first inference in this benchmark (which is the true first only if it had not run).
+    cold_start_ms: float | None = None
+    warmup: LatencyStats | None = None  # the warm-up runs after the first inference
+    round_p50_ms: tuple[float, ...] = ()  # p50 of each interleaved round: the measured noise
+    model_rss_mb: float | None = None  # resident memory added by loading this model
+    device_memory_mb: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # what was asked: model, device, options
+    stop: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def noise(self) -> float | None:
+        """Half the spread of the per-round p50s, relative to their median (None under 2 rounds)."""
+        if len(self.round_p50_ms) < 2:
+            return None
+        r = np.asarray(self.round_p50_ms)
+        return float((r.max() - r.min()) / 2 / np.median(r))
+
+    def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        def rnd(v: float | None, k: int = 4) -> float | None:
+            return None if v is None else round(float(v), k)
+
+        d = {"name": self.name, "status": self.status, "batch": self.batch, "streams": self.streams,
+             "latency_ms": self.latency.to_dict() if self.latency else None,
+             "round_p50_ms": [round(v, 5) for v in self.round_p50_ms], "noise": rnd(self.noise),
+             "throughput_items_s": rnd(self.throughput, 3), "load_ms": rnd(self.load_ms, 3),
+             "load_time_s": rnd(self.load_time_s, 5), "first_inference_ms": rnd(self.first_inference_ms),
+             "cold_start_ms": rnd(self.cold_start_ms, 3),
+             "warmup_ms": self.warmup.to_dict() if self.warmup else None,
+             "peak_rss_mb": rnd(self.peak_rss_mb, 1), "model_rss_mb": rnd(self.model_rss_mb, 1),
+             "device_memory_mb": rnd(self.device_memory_mb, 1), "stop": self.stop, "config": self.config,
+             "runtime": self.runtime}
+        if samples:
+            d["samples_ms"] = list(self.samples_ms)
+        return d
+
+
+# --- the machinery shared by benchmark() and bench_matrix() ------------------------------------------
+
+@dataclass
+class _Loaded:
+    config: BenchConfig
+    model: Any = None
+    load_ms: float | None = None
+    rss_mb: float | None = None
+    status: str = "ok"
+    first_run_ms: float | None = None  # the first inference after loading, at the first batch
+
+
+@dataclass
+class _Cell:
+    loaded: _Loaded
+    batch: int
+    feeds: dict[str, Any] = field(default_factory=dict)
+    items: int = 0
+    status: str = "ok"
+    first_ms: float | None = None
+    warmup_ns: list[int] = field(default_factory=list)
+    rounds: list[list[int]] = field(default_factory=list)
+    walls: list[int] = field(default_factory=list)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _load(config: BenchConfig, strict: bool) -> _Loaded:
+    out = _Loaded(config)
+    if hasattr(config.model, "run") and hasattr(config.model, "describe"):
+        out.model = config.model
+        return out
+    from edgeai.runtimes import load, parse_device
+
+    parse_device(config.device)  # an unknown device string is bad input, not an unsupported cell
+    rss0 = current_rss_mb()
+    t0 = time.perf_counter_ns()
+    try:
+        out.model = load(config.model, config.device, **dict(config.options))
+    except DeviceUnavailableError as e:  # the device or precision cannot be had here: say so, run nothing else
+        if strict:
+            raise
+        out.status = f"unsupported: {_first_line(e)}"
+        return out
+    out.load_ms = (time.perf_counter_ns() - t0) / 1e6
+    out.rss_mb = current_rss_mb() - rss0
+    return out
+
+
+def batch_feeds(model: Any, batch: int, dims: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Random feeds at ``batch``; an input whose batch axis is fixed at another size is an InputMismatchError."""
+    from edgeai.specs import make_inputs
+
+    sizes = dict(dims or {})
+    for s in model.inputs:
+        if s.rank and isinstance(s.shape[0], int) and s.shape[0] != batch:
+            raise InputMismatchError(f"input {s.name!r} has a static batch of {s.shape[0]} ({s.dtype} "
+                                     f"{s.shape_str()}); it cannot run batch {batch}. Load or export it with a "
+                                     "dynamic batch axis, or benchmark that batch size only")
+        if s.rank and isinstance(s.shape[0], str):
+            sizes[s.shape[0]] = batch
+    return make_inputs(model.inputs, {"batch": batch, **sizes}, seed=seed)
+
+
+def _prepare(cell: _Cell, inputs: Mapping[str, Any] | None, dims: Mapping[str, int] | None, warmup: int,
+             strict: bool) -> None:
+    model = cell.loaded.model
+    try:
+        cell.feeds = dict(inputs) if inputs is not None else batch_feeds(model, cell.batch, dims, seed=cell.batch)
+        first = next(iter(cell.feeds.values()), None)
+        cell.items = int(first.shape[0]) if first is not None and getattr(first, "ndim", 0) else cell.batch
+        t0 = time.perf_counter_ns()
+        model.run(cell.feeds)
+        cell.first_ms = (time.perf_counter_ns() - t0) / 1e6
+        if cell.loaded.first_run_ms is None:
+            cell.loaded.first_run_ms = cell.first_ms
+        cell.warmup_ns = [time_loop(lambda: model.run(cell.feeds), iterations=1)[0] for _ in range(warmup)]
+    except InputMismatchError as e:  # a static shape or fixed batch that this batch size does not fit
+        if strict:
+            raise
+        cell.status = f"unsupported: {_first_line(e)}"
+    except EdgeAIError as e:
+        if strict:
+            raise
+        cell.status = f"failed: {_first_line(e)}"
+
+
+def _report(cell: _Cell, streams: int, rule: StopRule) -> BenchReport:
+    loaded = cell.loaded
+    info = loaded.model.describe().to_dict() if loaded.model is not None else {}
+    cold = None
+    if loaded.first_run_ms is not None:
+        load_ms = loaded.load_ms if loaded.load_ms is not None else (info.get("load_time_s") or 0.0) * 1e3
+        cold = load_ms + loaded.first_run_ms
+    common = {"load_ms": loaded.load_ms, "cold_start_ms": cold, "model_rss_mb": loaded.rss_mb,
+              "config": loaded.config.to_dict(), "stop": rule.describe()}
+    status = loaded.status if loaded.status != "ok" else cell.status
+    if status != "ok":
+        return BenchReport(loaded.config.name, None, cell.batch, streams, 0.0, cell.first_ms, info.get("load_time_s"),
+                           peak_rss_mb(), info, status=status, **common)
+    samples = [s for r in cell.rounds for s in r]
+    stats = LatencyStats.from_ns(samples)
+    throughput = cell.items * len(samples) / (sum(cell.walls) / 1e9)
+    return BenchReport(loaded.config.name, stats, cell.items, streams, throughput, cell.first_ms,
+                       info.get("load_time_s"), peak_rss_mb(), info, tuple(round(s / 1e6, 5) for s in samples),
+                       warmup=LatencyStats.from_ns(cell.warmup_ns) if cell.warmup_ns else None,
+                       round_p50_ms=tuple(round(float(np.median(r)) / 1e6, 5) for r in cell.rounds),
+                       device_memory_mb=device_memory_mb(info), **common)
+
+
+def _import_engines(configs: Sequence[BenchConfig]) -> None:
+    """Import the engines before timing a load: cold start measures loading, not ``import openvino``."""
+    if any(isinstance(c.model, (str, os.PathLike)) for c in configs):
+        from edgeai.runtimes import devices
+
+        devices()
+    if any(str(c.device).lower() == "torch" for c in configs):
+        import torch  # noqa: F401
+
+
+def _same_device(device: str, model: Any) -> bool:
+    from edgeai.runtimes import parse_device
+
+    try:
+        return parse_device(device).device == parse_device(getattr(model, "device", device)).device
+    except EdgeAIError:
+        return False
+
+
+def _check_counts(warmup: int, streams: int, rounds: int) -> None:
+    if warmup < 0 or streams < 1 or rounds < 1:
+        raise EdgeAIError(f"warmup must be >= 0, streams and rounds >= 1; got warmup={warmup}, streams={streams}, "
+                          f"rounds={rounds}")
+
+
+def benchmark(model: Any, inputs: Mapping[str, Any] | None = None, *, device: str | None = None, warmup: int = 10,
+              iterations: int | None = None, duration: float | None = None, batch: int = 1, streams: int = 1,
+              name: str | None = None, dims: Mapping[str, int] | None = None, **load_options: Any) -> BenchReport:
+    """Time ``model.run`` on ``inputs`` (random at ``batch`` when None).
+
+    Args:
+        model: a loaded :class:`~edgeai.Model`, or an ``.onnx`` path that is loaded on ``device``
+            (default ``cpu``) with ``load_options`` here, so that its cold start (load + first
+            inference) is measured.
+        warmup: runs after the first inference and before timing; reported as ``warmup`` stats.
+        iterations / duration: timed runs per stream, or seconds; neither: 1000 runs or 10 s,
+            whichever comes first (enough for a p99 backed by 10 runs on fast models).
+        streams: threads running the same model at once (as OpenVINO's benchmark_app); the stats
+            are over all runs and the throughput is aggregate.
+        dims: sizes of symbolic dims other than the batch, e.g. ``{"seq": 128}``.
+
+    Returns:
+        A :class:`BenchReport` (cold start, warm-up, p50/p90/p95/p99/mean/std/min/max, items/s, memory).
+
+    Raises:
+        DeviceUnavailableError / InputMismatchError / EdgeAIError: the model cannot run as asked.
+    """
+    rule = StopRule.make(iterations, duration)
+    _check_counts(warmup, streams, 1)
+    if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "run"):
+        raise EdgeAIError(f"benchmark() takes a Model or an .onnx path; got {type(model).__name__}")
+    if hasattr(model, "run") and (load_options or (device is not None and not _same_device(device, model))):
+        raise EdgeAIError(f"device and load options apply when benchmark() loads a path; this Model is already "
+                          f"loaded on {model.device}. Pass the .onnx path instead, or load it with those options")
+    device = device or "cpu"
+    _import_engines([BenchConfig("", model, device)])
+    loaded = _load(BenchConfig(name or "", model, device, load_options), strict=True)
+    cell = _Cell(loaded, batch)
+    _prepare(cell, inputs, dims, warmup, strict=True)
+    samples, wall = run_streams(lambda: loaded.model.run(cell.feeds), streams, rule)
+    cell.rounds, cell.walls = [samples], [wall]
+    if not name:
+        info = loaded.model.describe()
+        loaded.config = BenchConfig(f"{info.engine}:{info.device}", model, device, load_options)
+    return _report(cell, streams, rule)
+
+
 @dataclass(frozen=True)
 class MatrixResult:
-    """Every config of a matrix run, with speedups against the baseline config at the same batch."""
+    """Every cell of a matrix run, with speedups against the baseline config at the same batch."""
 
     reports: tuple[BenchReport, ...]
     speedups: dict[str, float]  # "name|batch" -> median over rounds of baseline p50 / config p50
     baseline: str | None
     rounds: int
     machine: dict[str, Any]
+    timing_overhead_ns: float = float("nan")  # the timing loop's own cost per call, measured in this run
+    settings: dict[str, Any] = field(default_factory=dict)  # warmup, stop rule, streams, threads, dims
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"machine": self.machine, "baseline": self.baseline, "rounds": self.rounds,
-                "timing_overhead_ns": round(timing_overhead_ns(2000), 1),
-                "results": [dict(r.to_dict(samples=False), speedup=self.speedups.get(f"{r.name}|{r.batch}"))
-                            for r in self.reports]}
+    def speedup(self, report: BenchReport) -> float | None:
+        return self.speedups.get(f"{report.name}|{report.batch}")
 
-
-@dataclass
-class _Config:
-    name: str
-    model: Any
-    batch: int
-    feeds: dict[str, np.ndarray]
-    first_ms: float = 0.0
-    rounds: list[list[int]] = field(default_factory=list)
-    status: str = "ok"
+    def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        return {"kind": "edgeai.bench", "machine": self.machine, "baseline": self.baseline, "rounds": self.rounds,
+                "timing_overhead_ns": round(self.timing_overhead_ns, 1), "settings": self.settings,
+                "results": [dict(r.to_dict(samples=samples), speedup=self.speedup(r)) for r in self.reports]}
 
 
-def bench_matrix(models: Sequence[tuple[str, Any]], batches: Sequence[int] = (1,), *, warmup: int = 10,
-                 iterations: int = 200, rounds: int = 5, baseline: str | None = None,
-                 inputs: Mapping[str, np.ndarray] | None = None) -> MatrixResult:
-    """Benchmark ``(name, Model)`` pairs at each batch size in one process, interleaved in rounds.
+def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequence[int] = (1,), *,
+                 warmup: int = 10, iterations: int | None = None, duration: float | None = None, rounds: int = 5,
+                 streams: int = 1, baseline: str | None = None, inputs: Mapping[str, Any] | None = None,
+                 dims: Mapping[str, int] | None = None, on_step: Callable[[], None] | None = None) -> MatrixResult:
+    """Benchmark configs x batch sizes in one process, interleaved in rounds.
 
-    Each round runs ``iterations // rounds`` timed calls of every config in turn, so drift in the
-    machine (thermal, other processes) lands on all configs alike. A config that cannot run at a
-    batch size (a static-shape model, say) is marked ``unsupported`` with the reason.
+    Every config is loaded first (timed: that and its first inference are its cold start), then
+    each round runs its share of the stop rule for every cell in turn, starting one cell later each
+    round, so drift in the machine (thermal, other processes) lands on all cells alike. A cell that
+    cannot run as asked is reported, never replaced: ``unsupported: <reason>`` when the device or
+    precision is not available or the batch does not fit a static shape, ``failed: <reason>`` when
+    the engine raised.
+
+    Args:
+        configs: :class:`BenchConfig` s, or ``(name, Model)`` pairs.
+        batches: batch sizes; each config runs at each one.
+        iterations / duration: per cell over all rounds, split evenly (iterations rounded up to a
+            multiple of ``rounds``); neither: 1000 runs or 10 s per cell, at least 10 runs.
+        baseline: the config name speedups are computed against (default: the first config).
+        on_step: called after each load and each cell-round (for a progress bar).
+
+    Raises:
+        EdgeAIError: bad arguments, or no cell could run at all (the reasons are listed).
     """
-    from edgeai.errors import EdgeAIError as _Err
-
-    configs: list[_Config] = []
-    for name, model in models:
+    rule = StopRule.make(iterations, duration)
+    _check_counts(warmup, streams, rounds)
+    batches = list(dict.fromkeys(int(b) for b in batches))
+    if not configs or not batches or min(batches) < 1:
+        raise EdgeAIError(f"need at least one config and positive batch sizes; got {len(configs)} configs, "
+                          f"batches {batches}")
+    if inputs is not None and len(batches) > 1:
+        raise EdgeAIError("fixed inputs have one batch size; give one batch size with inputs, or none for random "
+                          "inputs at each batch size")
+    cfgs = [c if isinstance(c, BenchConfig) else BenchConfig(c[0], c[1]) for c in configs]
+    names = [c.name for c in cfgs]
+    if len(set(names)) != len(names):
+        raise EdgeAIError(f"config names must be unique; got {names}")
+    if baseline is not None and baseline not in names:
+        raise EdgeAIError(f"baseline {baseline!r} is not one of the configs {names}")
+    step = on_step or (lambda: None)
+    overhead = timing_overhead_ns()
+    _import_engines(cfgs)
+    cells: list[_Cell] = []
+    for cfg in cfgs:
+        loaded = _load(cfg, strict=False)
         for b in batches:
-            cfg = _Config(name, model, b, _with_batch(model, inputs, b, seed=b))
-            try:
-                t0 = time.perf_counter_ns()
-                model.run(cfg.feeds)
-                cfg.first_ms = (time.perf_counter_ns() - t0) / 1e6
-                for _ in range(warmup):
-                    model.run(cfg.feeds)
-            except _Err as e:
-                cfg.status = f"unsupported: {str(e).splitlines()[0][:160]}"
-            configs.append(cfg)
-    per_round = max(1, iterations // max(1, rounds))
-    for _ in range(rounds):
-        for cfg in configs:
-            if cfg.status == "ok":
-                cfg.rounds.append(time_loop(lambda c=cfg: c.model.run(c.feeds), iterations=per_round))
-    reports = []
-    for cfg in configs:
-        info = cfg.model.describe().to_dict()
-        if cfg.status != "ok":
-            reports.append(BenchReport(cfg.name, None, cfg.batch, 1, 0.0, 0.0, info.get("load_time_s"),  # type: ignore[arg-type]
-                                       peak_rss_mb(), info, (), cfg.status))
-            continue
-        samples = [s for r in cfg.rounds for s in r]
-        stats = LatencyStats.from_ns(samples)
-        reports.append(BenchReport(cfg.name, stats, cfg.batch, 1, cfg.batch * 1e3 / stats.mean, cfg.first_ms,
-                                   info.get("load_time_s"), peak_rss_mb(), info,
-                                   tuple(round(s / 1e6, 5) for s in samples)))
-    base = baseline or (models[0][0] if models else None)
+            cell = _Cell(loaded, b)
+            if loaded.status == "ok":
+                _prepare(cell, inputs, dims, warmup, strict=False)
+            cells.append(cell)
+        step()
+    live = [c for c in cells if c.loaded.status == "ok" and c.status == "ok"]
+    if not live:
+        reasons = sorted({c.loaded.status if c.loaded.status != "ok" else c.status for c in cells})
+        raise EdgeAIError("nothing could run: " + "; ".join(reasons))
+    share = rule.split(rounds)
+    for r in range(rounds):
+        for cell in live[r % len(live):] + live[:r % len(live)]:
+            samples, wall = run_streams(lambda c=cell: c.loaded.model.run(c.feeds), streams, share)
+            cell.rounds.append(samples)
+            cell.walls.append(wall)
+            step()
+    reports = tuple(_report(c, streams, rule) for c in cells)
+    base = baseline or names[0]
     speedups: dict[str, float] = {}
-    by_key = {(c.name, c.batch): c for c in configs}
-    for cfg in configs:
-        ref = by_key.get((base, cfg.batch))
-        if cfg.status != "ok" or ref is None or ref.status != "ok":
+    by_key = {(c.loaded.config.name, c.batch): c for c in live}
+    for cell in live:
+        ref = by_key.get((base, cell.batch))
+        if ref is None:
             continue
-        ratios = [np.median(rb) / np.median(rc) for rb, rc in zip(ref.rounds, cfg.rounds, strict=True)]
-        speedups[f"{cfg.name}|{cfg.batch}"] = round(float(np.median(ratios)), 3)
-    return MatrixResult(tuple(reports), speedups, base, rounds, machine_info())
+        ratios = [np.median(rb) / np.median(rc) for rb, rc in zip(ref.rounds, cell.rounds, strict=True)]
+        speedups[f"{cell.loaded.config.name}|{cell.batch}"] = round(float(np.median(ratios)), 3)
+    settings = {"warmup": warmup, "stop": rule.describe(), "stop_per_round": share.describe(), "streams": streams,
+                "batches": batches, "dims": dict(dims or {}), "configs": [c.to_dict() for c in cfgs]}
+    return MatrixResult(reports, speedups, base, rounds, machine_info(), overhead, settings)

@@ -298,69 +298,146 @@ def check(
         raise typer.Exit(1)
 
 
+def _bench_configs(models: list[str], devices: list[str], precisions: list[str | None], baseline: str | None,
+                   options: dict[str, Any], static: dict[str, list[int]] | None, streams: int) -> list[Any]:
+    """One BenchConfig per model x device x precision (plus the torch baseline first), uniquely named."""
+    from edgeai.bench import BenchConfig
+
+    configs = []
+    if baseline:
+        if not baseline.startswith("torch:") or len(baseline) <= 6:
+            raise EdgeAIError(f"--baseline must be torch:SOURCE, e.g. torch:zoo:cnn; got {baseline!r}")
+        configs.append(BenchConfig("torch", baseline[6:], "torch", {"threads": options["threads"]}))
+    short = [Path(m).name for m in models]
+    for model, label in zip(models, short if len(set(short)) == len(short) else models, strict=True):
+        for d in devices:
+            for prec in precisions:
+                opts = dict(options)
+                if prec:
+                    opts["precision"] = prec
+                if d.lower().startswith("openvino"):
+                    if static:
+                        opts["static_shapes"] = static
+                    if streams > 1:
+                        opts["streams"] = streams  # as benchmark_app: one OpenVINO stream per issuing thread
+                name = f"{label}@{d}" + (f"@{prec}" if prec else "")
+                configs.append(BenchConfig(name, model, d, opts))
+    return configs
+
+
 @app.command()
 @command
 def bench(
     models: Annotated[list[str], typer.Argument(help=".onnx files (e.g. fp32, int8, fp16)")],
     device: Annotated[list[str] | None, typer.Option("--device", help="Device(s); repeat for a matrix")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated")] = "1",
-    warmup: Annotated[int, typer.Option(help="Warm-up runs per config")] = 10,
-    iterations: Annotated[int, typer.Option(help="Timed runs per config")] = 200,
-    rounds: Annotated[int, typer.Option(help="Interleaving rounds")] = 5,
-    baseline: Annotated[str | None, typer.Option(help="torch:SOURCE to add a PyTorch baseline row")] = None,
-    threads: Annotated[int | None, typer.Option(help="Threads per session (default: engine default)")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs per cell (after the first inference)")] = 10,
+    iterations: Annotated[int | None, typer.Option(help="Timed runs per cell (default: 1000 runs or 10 s, whichever first)")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds of timed runs per cell, instead of --iterations")] = None,
+    rounds: Annotated[int, typer.Option(help="Interleaving rounds (their spread is the noise)")] = 5,
+    streams: Annotated[int, typer.Option(help="Threads running each model at once (aggregate throughput)")] = 1,
+    baseline: Annotated[str | None, typer.Option(help="torch:SOURCE adds a PyTorch baseline row, e.g. torch:zoo:cnn")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per session (default: the physical cores, set explicitly)")] = None,
+    precision: Annotated[list[str] | None, typer.Option("--precision", help="f32 | f16 | bf16 | auto; repeat for a matrix")] = None,
+    shape: Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static shape NAME:1x128")] = None,
+    dim: Annotated[list[str] | None, typer.Option("--dim", help="Size of a symbolic dim other than batch, e.g. seq=128")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Compiled-model cache folder (both engines)")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write CSV here")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write Markdown here")] = None,
+    compare_to: Annotated[Path | None, typer.Option(help="An earlier `bench --json` file: flag regressions beyond the noise (exit 1)")] = None,
+    min_change: Annotated[float, typer.Option(help="With --compare-to: smallest slowdown that counts, however low the noise")] = 0.05,
     json_out: JsonOpt = False,
 ) -> None:
-    """Benchmark models x devices x batch sizes in one process, interleaved.
+    """Benchmark models x devices x precisions x batch sizes in one process, interleaved; cold start shown apart.
+
+    A cell whose device, precision or batch size cannot be had is marked unsupported with the reason (nothing else runs in its place).
+
+    Exit 1 when --compare-to finds a regression beyond the measured noise, or a cell failed.
 
     Example: edgeai bench cnn.onnx cnn.int8.onnx --device cpu --device openvino:CPU --batch 1,8 --plot bench.png
     """
-    import edgeai
-    from edgeai.bench import bench_matrix
-    from edgeai.report import bench_table, csv_text, latency_plot, markdown_table
+    from edgeai.bench import bench_matrix, physical_cores
+    from edgeai.report import (
+        bench_csv,
+        bench_markdown,
+        bench_notes,
+        bench_table,
+        latency_plot,
+        progress,
+    )
 
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
         raise EdgeAIError(f"bad --batch {batch!r}; expected comma-separated integers like 1,8,32") from None
     if not batches or min(batches) < 1:
-        raise EdgeAIError("--batch needs positive integers")
-    opts = {"threads": threads} if threads else {}
-    loaded: list[tuple[str, Any]] = []
-    if baseline:
-        if not baseline.startswith("torch:"):
-            raise EdgeAIError(f"--baseline must be torch:SOURCE, e.g. torch:zoo:cnn; got {baseline!r}")
-        loaded.append(("torch", edgeai.load(baseline[6:], "torch", **opts)))
-    for path in models:
-        for d in device or ["cpu"]:
-            loaded.append((f"{Path(path).name}@{d}", edgeai.load(path, d, **opts)))
-    result = bench_matrix(loaded, batches, warmup=warmup, iterations=iterations, rounds=rounds,
-                          baseline=loaded[0][0])
-    cols = ["config", "batch", "engine", "precision", "p50_ms", "p90_ms", "p99_ms", "items_s", "speedup"]
-    rows = [[r.name, r.batch, r.runtime.get("engine"), r.runtime.get("precision"),
-             r.latency.p50 if r.latency else None, r.latency.p90 if r.latency else None,
-             r.latency.p99 if r.latency else None, r.throughput, result.speedups.get(f"{r.name}|{r.batch}")]
-            for r in result.reports]
+        raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {batch!r}")
+    dims = {}
+    for item in dim or []:
+        k, _, v = item.partition("=")
+        if not k or not v.strip().isdigit() or int(v) < 1:
+            raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
+        dims[k.strip()] = int(v)
+    if threads is not None and threads < 1:
+        raise EdgeAIError(f"--threads must be >= 1; got {threads}")
+    if min_change < 0:
+        raise EdgeAIError(f"--min-change must be >= 0 (a fraction, e.g. 0.05 for 5%); got {min_change}")
+    options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
+    if cache_dir:
+        options["cache_dir"] = str(cache_dir)
+    configs = _bench_configs(models, device or ["cpu"], list(precision or [None]), baseline, options,
+                             _parse_shapes(shape), streams)
+    old = None
+    if compare_to:
+        from edgeai.benchcompare import read_bench_json
+
+        old = read_bench_json(compare_to)  # fail on a bad file before the long run
+    with progress("bench", total=len(configs) + len(configs) * len(batches) * max(rounds, 1)) as advance:
+        result = bench_matrix(configs, batches, warmup=warmup, iterations=iterations, duration=duration,
+                              rounds=rounds, streams=streams, dims=dims, on_step=advance)
+    result.settings["threads"] = options["threads"]
+    comparison = None
+    if old is not None:
+        from edgeai.benchcompare import compare_runs
+
+        comparison = compare_runs(old, result, min_change=min_change, old_source=str(compare_to))
+    from edgeai.atomic import write_text
+
     if csv:
-        from edgeai.atomic import write_text
-
-        write_text(csv, csv_text(cols, rows))
+        write_text(csv, bench_csv(result))
     if markdown:
-        from edgeai.atomic import write_text
-
-        write_text(markdown, markdown_table(cols, rows))
+        write_text(markdown, bench_markdown(result))
     if plot:
-        latency_plot(result.reports, plot)
+        latency_plot(result.reports, plot, title=f"edgeai bench ({result.machine['cpu']['model']}, "
+                                                 f"{options['threads']} threads)")
+    failed = [r for r in result.reports if r.status.startswith("failed")]
     if json_out:
-        return _print_json(result)
-    c = _out()
-    c.print(bench_table(result.reports, result.baseline, result.speedups))
-    for p in (plot, csv, markdown):
-        if p:
-            c.print(f"wrote {p}")
+        data = result.to_dict()
+        if comparison is not None:
+            data["comparison"] = comparison.to_dict()
+        _print_json(data)
+    else:
+        c = _out()
+        c.print(bench_table(result))
+        for note in bench_notes(result):
+            c.print(note)
+        if comparison is not None:
+            from edgeai.report import comparison_table
+
+            c.print(comparison_table(comparison))
+            for note in comparison.notes:
+                c.print(f"note: {note}")
+        for p in (plot, csv, markdown):
+            if p:
+                c.print(f"wrote {p}")
+    if failed or (comparison is not None and comparison.regressions):
+        if comparison is not None and comparison.regressions:
+            typer.echo("regression: " + ", ".join(f"{x.name} b{x.batch} {x.change:+.1%} (noise ±{x.threshold:.1%})"
+                                                  for x in comparison.regressions), err=True)
+        if failed:
+            typer.echo("failed: " + "; ".join(f"{r.name} b{r.batch}: {r.status}" for r in failed), err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

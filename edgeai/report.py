@@ -206,23 +206,141 @@ def parity_table_text(report: Any) -> str:
     return render_text(parity_table(report))
 
 
-def bench_table(reports: Sequence[Any], baseline: str | None = None, speedups: dict[str, float] | None = None) -> Any:
+BENCH_COLUMNS = ["config", "batch", "ran on (threads)", "precision", "cold start ms", "1st run ms", "p50 ms",
+                 "p90 ms", "p99 ms", "noise ±%", "items/s", "speedup"]
+BENCH_CSV_COLUMNS = ["config", "batch", "status", "engine", "devices_in_effect", "precision", "threads", "streams",
+                     "load_ms", "cold_start_ms", "first_run_ms", "warmup_p50_ms", "p50_ms", "p90_ms", "p95_ms",
+                     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "runs", "noise", "items_per_s", "speedup"]
+
+
+def _sig(v: Any, digits: int = 4) -> Any:
+    """Round a float to ``digits`` significant digits for display (CSV keeps full precision)."""
+    if not isinstance(v, float) or v == 0 or v != v:
+        return v
+    import math
+
+    return round(v, max(0, digits - 1 - int(math.floor(math.log10(abs(v))))))
+
+
+def _ran_on(rt: dict[str, Any], threads: bool = True) -> str:
+    active = list(rt.get("devices_in_effect") or [])
+    if rt.get("engine") == "onnxruntime":  # CPU is always last in the provider list; the first one runs
+        active = active[:1]
+    text = f"{rt.get('engine')} {','.join(a.replace('ExecutionProvider', '') for a in active)}".strip()
+    return text + (f" ({rt['threads']})" if threads and rt.get("threads") else "")
+
+
+def _split(result: Any) -> tuple[list[Any], Callable[[Any], float | None]]:
+    reports = list(result.reports if hasattr(result, "reports") else result)
+    return reports, (result.speedup if hasattr(result, "speedup") else (lambda r: None))
+
+
+def _status_refs(reports: Sequence[Any]) -> dict[str, int]:
+    """Each distinct reason a cell did not run -> its footnote number."""
+    refs: dict[str, int] = {}
+    for r in reports:
+        if r.status != "ok" and r.status not in refs:
+            refs[r.status] = len(refs) + 1
+    return refs
+
+
+def bench_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
+    """Display columns and rows of a bench matrix (the rich table and Markdown).
+
+    ``cold start ms`` is the config's load (parse + session creation/compile) plus its first
+    inference; ``1st run ms`` is the first run at that row's batch size; ``noise ±%`` is half the
+    spread of the per-round p50s. A cell that did not run shows ``unsupported [n]`` / ``failed [n]``,
+    with the reason in note n (see :func:`bench_notes`).
+    """
+    reports, speedup = _split(result)
+    refs = _status_refs(reports)
+    rows: list[list[Any]] = []
+    for r in reports:
+        rt = r.runtime or {}
+        if r.status != "ok":
+            rows.append([r.name, r.batch, f"{r.status.split(':')[0]} [{refs[r.status]}]"]
+                        + [None] * (len(BENCH_COLUMNS) - 3))
+            continue
+        lat = r.latency
+        p99 = _sig(lat.p99) if lat.p99_reliable else f"{_sig(lat.p99)}*"
+        rows.append([r.name, r.batch, _ran_on(rt), rt.get("precision"), _sig(r.cold_start_ms),
+                     _sig(r.first_inference_ms), _sig(lat.p50), _sig(lat.p90), p99,
+                     None if r.noise is None else round(100 * r.noise, 1),
+                     int(round(r.throughput)) if r.throughput >= 100 else _sig(r.throughput, 3), speedup(r)])
+    return list(BENCH_COLUMNS), rows
+
+
+def bench_csv_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
+    """Every number of every cell at full precision, one row per cell, for spreadsheets."""
+    reports, speedup = _split(result)
     rows = []
     for r in reports:
-        if r.status != "ok":
-            rows.append((r.name, r.batch, r.status, None, None, None, None, None, None, None))
-            continue
-        rt = r.runtime
-        rows.append((r.name, r.batch, f"{rt.get('engine')} {','.join(rt.get('devices_in_effect', []))}",
-                     rt.get("precision"), r.latency.p50, r.latency.p90, r.latency.p99, r.throughput,
-                     r.first_inference_ms, (speedups or {}).get(f"{r.name}|{r.batch}")))
-    cols = ["config", "batch", "ran on", "precision", "p50 ms", "p90 ms", "p99 ms", "items/s", "first ms",
-            f"speedup vs {baseline}" if baseline else "speedup"]
-    return table("latency", cols, rows)
+        rt, lat = r.runtime or {}, r.latency
+        stats = [lat.p50, lat.p90, lat.p95, lat.p99, lat.mean, lat.std, lat.min, lat.max, lat.n] if lat else [None] * 9
+        rows.append([r.name, r.batch, r.status, rt.get("engine"), " ".join(rt.get("devices_in_effect") or []),
+                     rt.get("precision"), rt.get("threads"), r.streams, r.load_ms, r.cold_start_ms,
+                     r.first_inference_ms, r.warmup.p50 if r.warmup else None, *stats, r.noise,
+                     r.throughput if r.status == "ok" else None, speedup(r)])
+    return list(BENCH_CSV_COLUMNS), rows
 
 
-def latency_plot(reports: Sequence[Any], path: str | Path, title: str = "edgeai bench") -> Path:
-    """Latency distribution per config (box plot) and a throughput bar chart, written atomically."""
+def bench_notes(result: Any) -> list[str]:
+    """The lines printed under a bench table: how it was measured, what to read with care, why cells did not run."""
+    reports, _ = _split(result)
+    notes = []
+    if hasattr(result, "settings"):
+        s = result.settings
+        notes.append(f"{result.rounds} interleaved rounds; per cell: {s.get('warmup')} warm-up runs, then "
+                     f"{s.get('stop')}; {s.get('streams', 1)} stream(s); timing-loop overhead "
+                     f"{result.timing_overhead_ns:.0f} ns per run (included)")
+        notes.append("cold start = load (file parse + session creation / compile; engine already imported) + "
+                     "first inference")
+        if result.baseline:
+            notes.append(f"speedup: median over rounds of p50({result.baseline}) / p50(config) at the same batch")
+    if any(r.status == "ok" and not r.latency.p99_reliable for r in reports):
+        notes.append("p99*: fewer than 1000 runs, so fewer than 10 runs lie above p99; treat it as close to max")
+    notes += [f"[{n}] {status}" for status, n in _status_refs(reports).items()]
+    return notes
+
+
+def bench_table(result: Any, baseline: str | None = None, speedups: dict[str, float] | None = None) -> Any:
+    """A rich table of a MatrixResult (or of a list of BenchReports)."""
+    columns, rows = bench_rows(result)
+    if speedups is not None and not hasattr(result, "speedups"):
+        for row, r in zip(rows, result, strict=True):
+            row[-1] = speedups.get(f"{r.name}|{r.batch}")
+    base = getattr(result, "baseline", None) or baseline
+    columns[-1] = f"speedup vs {base}" if base else "speedup"
+    t = table("latency (steady state) and cold start", columns, rows)
+    t.columns[0].no_wrap = True  # config names are what the reader scans for; other columns give way
+    t.columns[2].no_wrap = True
+    return t
+
+
+def bench_csv(result: Any) -> str:
+    return csv_text(*bench_csv_rows(result))
+
+
+def bench_markdown(result: Any) -> str:
+    columns, rows = bench_rows(result)
+    base = getattr(result, "baseline", None)
+    columns[-1] = f"speedup vs {base}" if base else "speedup"
+    return markdown_table(columns, rows) + "".join(f"\n{n}\n" for n in bench_notes(result))
+
+
+def comparison_table(comparison: Any) -> Any:
+    rows = [(c.name, c.batch, c.verdict.upper() if c.verdict == "regression" else c.verdict, c.old_p50_ms,
+             c.new_p50_ms, None if c.change is None else f"{c.change:+.1%}",
+             None if c.threshold is None else f"±{c.threshold:.1%}", c.note[:80]) for c in comparison.changes]
+    return table(f"compared with {comparison.old_source}", ["config", "batch", "verdict", "old p50 ms",
+                                                            "new p50 ms", "change", "noise", "note"], rows)
+
+
+def latency_plot(reports: Any, path: str | Path, title: str = "edgeai bench") -> Path:
+    """Top row: the latency distribution of every config, one panel per batch size (box p25-p75,
+    line p50, whiskers p1-p99). Bottom row: throughput per config (a bar per batch size) and cold
+    start per config (load, then first inference, stacked). Cells that did not run are listed at
+    the bottom. Written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,21 +348,70 @@ def latency_plot(reports: Sequence[Any], path: str | Path, title: str = "edgeai 
 
     from edgeai.atomic import atomic_path
 
+    reports = list(reports.reports if hasattr(reports, "reports") else reports)
     ok = [r for r in reports if r.status == "ok"]
-    labels = [f"{r.name}\nb{r.batch}" for r in ok]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(ok) + 4), 4.5))
-    ax1.boxplot([r.samples_ms or [r.latency.p50] for r in ok], showfliers=False)
-    ax1.set_xticks(range(1, len(ok) + 1), labels, fontsize=7, rotation=30, ha="right")
-    ax1.set_ylabel("latency per run (ms)")
-    ax1.set_title("latency distribution (p50 line, box p25-p75)")
-    ax2.bar(range(len(ok)), [r.throughput for r in ok], color="tab:green")
-    ax2.set_xticks(range(len(ok)), labels, fontsize=7, rotation=30, ha="right")
-    ax2.set_ylabel("items / s")
-    ax2.set_title("throughput")
+    not_run: dict[str, list[str]] = {}
+    for r in reports:
+        if r.status != "ok":
+            not_run.setdefault(r.status, []).append(f"{r.name} b{r.batch}")
+    bad = [f"{', '.join(cells_)}: {status[:120]}" for status, cells_ in not_run.items()]
+    names = list(dict.fromkeys(r.name for r in reports))
+    batches = sorted({r.batch for r in ok}) or [1]
+    cells = {(r.name, r.batch): r for r in ok}
+    width = max(10.0, 0.55 * len(names) * max(1, len(batches)) + 4)
+    fig = plt.figure(figsize=(width, 9.5))
+    grid = fig.add_gridspec(2, max(2, len(batches)))
+    x = list(range(len(names)))
+    for i, b in enumerate(batches):
+        ax = fig.add_subplot(grid[0, i])
+        data = [list(cells[(n, b)].samples_ms or [cells[(n, b)].latency.p50]) if (n, b) in cells else [] for n in names]
+        present = [j for j, d in enumerate(data) if d]
+        if present:
+            ax.boxplot([data[j] for j in present], positions=present, whis=(1, 99), showfliers=False)
+            p50s = [cells[(names[j], b)].latency.p50 for j in present]
+            if max(p50s) / max(min(p50s), 1e-9) > 20:
+                ax.set_yscale("log")
+        for j, d in enumerate(data):
+            if not d:
+                ax.text(j, 0.02, "not run", rotation=90, fontsize=7, color="tab:red", transform=ax.get_xaxis_transform())
+        ax.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylabel("latency per run (ms)")
+        ax.set_title(f"latency at batch {b}: box p25-p75, line p50, whiskers p1-p99", fontsize=9)
+    span = max(2, len(batches))
+    ax2 = fig.add_subplot(grid[1, : span // 2 + span % 2])
+    bar = 0.8 / len(batches)
+    for i, b in enumerate(batches):
+        ax2.bar([j + (i - (len(batches) - 1) / 2) * bar for j in x],
+                [cells[(n, b)].throughput if (n, b) in cells else 0 for n in names], bar, label=f"batch {b}")
+    ax2.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
+    rates = [r.throughput for r in ok if r.throughput > 0]
+    if rates and max(rates) / min(rates) > 50:
+        ax2.set_yscale("log")
+    ax2.set_ylabel("items / s (all streams)")
+    ax2.set_title("throughput", fontsize=9)
+    ax2.legend(fontsize=7)
+    ax3 = fig.add_subplot(grid[1, span // 2 + span % 2:])
+    first = {r.name: r for r in reversed(ok) if r.cold_start_ms is not None}
+    load, infer = [], []
+    for n in names:
+        r = first.get(n)
+        loaded = (r.load_ms if r.load_ms is not None else (r.load_time_s or 0.0) * 1e3) if r else 0.0
+        load.append(loaded)
+        infer.append(r.cold_start_ms - loaded if r else 0.0)
+    ax3.bar(x, load, color="tab:blue", label="load (parse + session creation / compile)")
+    ax3.bar(x, infer, bottom=load, color="tab:orange", label="first inference")
+    ax3.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
+    ax3.set_ylabel("ms")
+    ax3.set_title("cold start", fontsize=9)
+    ax3.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    if bad:
+        fig.text(0.01, 0.005, "not run — " + "\n".join(bad[:4]) + (f"\n+{len(bad) - 4} more" if len(bad) > 4 else ""),
+                 fontsize=6, color="tab:red")
+    fig.tight_layout(rect=(0, 0.012 * (min(len(bad), 5) + 1) if bad else 0, 1, 1))
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,34 @@ _NP_OF_TORCH = {"torch.float32": np.float32, "torch.float16": np.float16, "torch
 def available_targets() -> list[str]:
     avail = set(ort.get_available_providers())
     return [t for t, p in PROVIDERS.items() if p in avail]
+
+
+def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLike, target: str,
+                 optimization: str) -> tuple[Path | None, str]:
+    """The cache file for this model and its state: ``hit``, ``miss``, or off (external data).
+
+    The key is a hash of the file's bytes, the onnxruntime version, the target, the optimization
+    level and the CPU (level ``all`` writes CPU-specific layouts), so that two files with the same
+    name, an edited file or another machine sharing the folder never get someone else's graph.
+    """
+    import hashlib
+
+    from onnx import TensorProto
+
+    from edgeai.cpu import cpu_info
+
+    if any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return None, "off: the model keeps its weights in external data"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    cpu = cpu_info()
+    digest.update(f"|{ort.__version__}|{target}|{optimization}|{cpu.model}|{','.join(cpu.features)}".encode())
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = folder / f"{Path(path).stem}-{digest.hexdigest()[:20]}.{target.lower()}.{optimization}.ort.onnx"
+    return entry, "hit" if entry.exists() else "miss"
 
 
 class OnnxRuntimeRuntime:
@@ -84,20 +113,32 @@ class OnnxRuntimeRuntime:
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        cache_file, cache_tmp, self._cache = None, None, None
         if cache_dir:
-            # The optimized graph is written once and loaded on later starts (cold-start cache).
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            cached = Path(cache_dir) / f"{Path(path).stem}.{target.lower()}.{optimization}.ort.onnx"
-            if cached.exists() and cached.stat().st_mtime >= Path(path).stat().st_mtime:
-                path, so.graph_optimization_level = cached, _OPT_LEVELS["disable"]
-            else:
-                so.optimized_model_filepath = str(cached)
+            cache_file, self._cache = _cache_entry(path, proto, cache_dir, target, optimization)
+            if self._cache == "hit":
+                # Already optimized for this exact file, engine version, target and CPU: skip the passes.
+                path, so.graph_optimization_level = cache_file, _OPT_LEVELS["disable"]
+            elif cache_file is not None:
+                # Written beside its final name and renamed once the session exists: a reader never
+                # sees half a file, and a failed or fallen-back load leaves nothing behind.
+                cache_tmp = cache_file.with_name(f".{cache_file.stem}.{os.getpid()}.{threading.get_ident()}.tmp.onnx")
+                so.optimized_model_filepath = str(cache_tmp)
         t0 = time.perf_counter()
         try:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:
+            if cache_tmp is not None:
+                cache_tmp.unlink(missing_ok=True)
             raise ModelLoadError(f"onnxruntime could not load {path}: {str(e).strip().splitlines()[0][:400]}") from e
         self.load_time_s = time.perf_counter() - t0
+        if cache_tmp is not None:
+            if self.session.get_providers()[0] == wanted and cache_tmp.exists():
+                os.replace(cache_tmp, cache_file)
+                self._cache = "written"
+            else:
+                cache_tmp.unlink(missing_ok=True)
+                self._cache = "not written"
         active = self.session.get_providers()
         self._fallback = None
         if active[0] != wanted:
@@ -145,4 +186,5 @@ class OnnxRuntimeRuntime:
         return RuntimeInfo(engine="onnxruntime", engine_version=ort.__version__, device=self.device,
                            devices_in_effect=self._active, precision=self._graph_precision,
                            threads=self._threads, streams=1, load_time_s=self.load_time_s,
-                           fallback=self._fallback, options={"graph_optimization": self._optimization})
+                           fallback=self._fallback,
+                           options={"graph_optimization": self._optimization, "cache": self._cache})

@@ -69,6 +69,13 @@ def plan_static_shapes(inputs: list[TensorSpec], static_shapes: Mapping[str, Any
     return profile
 
 
+def _blobs(cache_dir: str | os.PathLike | None) -> set[str]:
+    try:
+        return {n for n in os.listdir(cache_dir) if n.endswith(".blob")} if cache_dir else set()
+    except OSError:
+        return set()
+
+
 class OpenVINORuntime:
     """One compiled model; each thread gets its own infer request, so ``run`` is concurrent-safe."""
 
@@ -119,6 +126,7 @@ class OpenVINORuntime:
             config["CACHE_DIR"] = str(cache_dir)
         if base in ("AUTO", "MULTI", "HETERO"):
             config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
+        cached_before = _blobs(cache_dir)
         t0 = time.perf_counter()
         try:
             self.compiled = core().compile_model(model, target, config)
@@ -126,6 +134,11 @@ class OpenVINORuntime:
             raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: "
                                          f"{str(e).strip().splitlines()[0][:400]}") from e
         self.load_time_s = time.perf_counter() - t0
+        # OpenVINO keys its cache by model, config and device itself; we only record what happened.
+        cache = None
+        if cache_dir:
+            after = _blobs(cache_dir)
+            cache = "written" if after - cached_before else "hit" if after else "not supported by the device"
         self._exec_devices = tuple(self.compiled.get_property("EXECUTION_DEVICES"))
         self._fallback = None
         if base not in ("AUTO", "MULTI", "HETERO") and not any(d.startswith(base) for d in self._exec_devices):
@@ -138,7 +151,7 @@ class OpenVINORuntime:
         self._streams = self._prop("NUM_STREAMS")
         self._local = threading.local()
         self._options = {"hint": hint, "precision_requested": precision, "static_shapes": self._static,
-                         "cache_dir": cache_dir}
+                         "cache_dir": cache_dir, "cache": cache}
 
     def _prop(self, name: str) -> Any:
         try:
