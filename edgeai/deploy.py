@@ -227,6 +227,9 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
 
     t0 = time.perf_counter()
     out = Path(out)
+    if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise EdgeAIError(f"-o {out} is the current folder or one above it; give the bundle its own folder name, "
+                          "e.g. -o model-bundle")
     targets = _check_devices(devices)
     _check_mode(mode)
     _check_destination(out)
@@ -287,6 +290,10 @@ class _Pipeline:
         fp32 = self.work / "model.fp32.onnx"
         text = str(self.source) if isinstance(self.source, (str, os.PathLike)) else ""
         if text.endswith(".onnx"):
+            given = [k for k in ("example_inputs", "inputs", "dynamic_axes", "task", "opset", "output_names") if kw[k]]
+            if given:
+                raise EdgeAIError(f"{text} is already exported; {', '.join(given)} apply to PyTorch sources only "
+                                  "(re-export with `edgeai export` to change them)")
             proto = load_proto(text)
             if graph_precision(proto) != "f32":
                 raise EdgeAIError(f"{text} is already {graph_precision(proto)}; deploy takes a PyTorch source or an "
@@ -332,7 +339,7 @@ class _Pipeline:
         if result is not None:
             entry["quantization"] = {"mode": result.mode, "config": result.config, "checked_on": result.device,
                                      "excluded_nodes": list(result.excluded_nodes), "notes": list(result.notes),
-                                     "candidates_tried": len(result.candidates)}
+                                     "candidates_tried": len(result.candidates), "latency": result.latency or None}
         self.variants.append(entry)
 
     def quantize(self, calibration: Any, feeds: list[dict], tolerance: Any, fallback_fp32: bool, force: bool,
@@ -363,6 +370,12 @@ class _Pipeline:
                 continue
             self.quantized.append(result)
             self._add_variant(name, dst, result)
+            if self.variants[-1]["precision"] == "f32":  # auto may find nothing beats FP32 there
+                self.variants.pop()
+                dst.unlink()
+                self.notes.append(f"{name}: {self.mode} kept FP32 for {', '.join(devs)}")
+                self.step()
+                continue
             self.variants[-1]["devices"] = devs
             self.step(description=f"quantize ({name} done)")
         self.step(description="check")

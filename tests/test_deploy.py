@@ -221,11 +221,33 @@ def test_fallback_fp32_ships_fp32_where_int8_fails(zoo_onnx, tmp_path):
     assert edgeai.load(tmp_path / "b", "cpu").describe().precision == "f32"
 
 
-def test_api_errors_are_edgeai_errors(tmp_path):
+def test_mode_none_ships_fp32_only(zoo_onnx, tmp_path):
+    result = edgeai.deploy(zoo_onnx("cnn"), tmp_path / "b", devices=["cpu"], mode="none", iterations=3, rounds=1,
+                           samples=2, labels=list("abcdefghij"), preprocessing={"scale": 1 / 255})
+    m = result.manifest
+    assert result.passed and [v["name"] for v in m["variants"]] == ["fp32"] and m["defaults"] == {"cpu": "fp32"}
+    assert m["calibration"] is None and m["labels"][0] == "a" and m["preprocessing"] == {"scale": 1 / 255}
+    assert Bundle(tmp_path / "b").labels == list("abcdefghij")
+
+
+def test_api_errors_are_edgeai_errors(tmp_path, zoo_onnx, monkeypatch):
     with pytest.raises(EdgeAIError, match="at least one target device"):
         edgeai.deploy("zoo:cnn", tmp_path / "b", devices=[])
     (tmp_path / "file").write_text("x")
     with pytest.raises(EdgeAIError, match="is a file"):
         edgeai.deploy("zoo:cnn", tmp_path / "file", devices=["cpu"], mode="none")
+    with pytest.raises(EdgeAIError, match="PyTorch sources only"):
+        edgeai.deploy(zoo_onnx("cnn"), tmp_path / "b", devices=["cpu"], mode="none", task="text-classification")
+    assert not (tmp_path / "b").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeAIError, match="current folder"):
+        edgeai.deploy("zoo:cnn", ".", devices=["cpu"], mode="none")
     with pytest.raises(ModelLoadError, match="not a bundle"):
         Bundle(tmp_path)
+
+
+def test_edgeai_deploy_stays_callable_after_its_module_is_imported():
+    # Importing edgeai.deploy (as edgeai.load(BUNDLE) does) binds the module as `edgeai.deploy`.
+    code = "import edgeai, edgeai.deploy; print(callable(edgeai.deploy), edgeai.deploy.deploy.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["True", "deploy"]
