@@ -361,7 +361,7 @@ class _Pipeline:
             dst = self.work / f"model.{name}.onnx"
             try:
                 result = quantize(fp32, dst, mode=self.mode, calibration=calibration, device=devs[0],
-                                         tolerance=tolerance, eval_inputs=feeds, force=force, **options)
+                                  tolerance=tolerance, eval_inputs=feeds, force=force, **options)
             except ToleranceNotMet as e:
                 if not fallback_fp32:
                     raise
@@ -451,8 +451,8 @@ class _Pipeline:
         for device, name in self.defaults.items():
             speedup = self.variants_by_name()[name]["latency"].get(device, {}).get("speedup_vs_fp32")
             if speedup is not None and speedup < 1:
-                self.notes.append(f"{device}: {name} measured slower than fp32 at batch 1 ({speedup:.2f}x); "
-                                  "--mode auto picks by measured latency")
+                hint = "" if mode == "auto" else "; --mode auto picks by measured latency"
+                self.notes.append(f"{device}: {name} measured slower than fp32 at batch 1 ({speedup:.2f}x){hint}")
         passed = not self.failures()
         dynamic = sorted({d for s in self.inputs for d in s.shape if isinstance(d, str)})
         return {
