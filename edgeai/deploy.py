@@ -152,7 +152,8 @@ def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], samples:
     from edgeai.specs import make_inputs
 
     if eval_inputs is not None:
-        return list(load_samples(eval_inputs, specs, limit=samples)), f"given evaluation data ({samples} max)"
+        feeds = list(load_samples(eval_inputs, specs, limit=samples))
+        return feeds, f"{len(feeds)} feeds of the given evaluation data"
     if calibration is not None and not (isinstance(calibration, str) and calibration.startswith("random")):
         feeds = list(load_samples(calibration, specs, limit=samples))
         return feeds, f"the first {len(feeds)} calibration samples (pass separate data with --data)"
