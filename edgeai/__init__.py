@@ -22,6 +22,7 @@ _LAZY = {
     "benchmark": "edgeai.bench", "BenchReport": "edgeai.bench",
     "TensorSpec": "edgeai.specs",
     "cpu_info": "edgeai.cpu",
+    "deploy": "edgeai.deploy",
 }
 
 from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhere)

@@ -446,13 +446,16 @@ def info(
     model: Annotated[str, typer.Argument(help=".onnx file or bundle folder")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Describe an ONNX model: inputs/outputs, opset, operators, parameters, size, metadata.
+    """Describe an ONNX model (inputs/outputs, opset, operators, parameters, size, metadata) or a
+    bundle (its manifest, with every file's sha256 checked now; exit 1 if one does not match).
 
     Example: edgeai info cnn.onnx
     """
     from edgeai.onnxfile import describe_file
 
     data = describe_file(model)
+    if data.get("format") == "edgeai-bundle":
+        return _print_bundle(data, json_out)
     if json_out:
         return _print_json(data)
     c = _out()
@@ -512,6 +515,119 @@ def demo(
     c.print(f"CPU: {cpu['model']}, features {', '.join(cpu['features'])}")
     c.print(f"wrote {results['files']['json']} and {results['files']['plot']} "
             f"(models: {results['files']['fp32']}, {results['files']['int8']}); took {results['wall_seconds']}s")
+
+
+def _read_labels(labels: str | None) -> list[str] | None:
+    if not labels:
+        return None
+    path = Path(labels)
+    if path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [t.strip() for t in labels.split(",")]
+
+
+def _read_json_option(text: str | None, option: str) -> Any:
+    if not text:
+        return None
+    import json
+
+    path = Path(text)
+    try:
+        return json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    except ValueError as e:
+        raise EdgeAIError(f"{option} takes a JSON object or a .json file; could not parse {text!r}: {e}") from None
+
+
+@app.command()
+@command
+def deploy(
+    source: Annotated[str, typer.Argument(help="zoo:NAME, pkg.mod:factory, file.py:factory, model.pt2, a transformers folder, or an FP32 .onnx")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Bundle folder to write")],
+    device: Annotated[list[str] | None, typer.Option("--device", help="Target device; repeat for several")] = None,
+    mode: Annotated[str, typer.Option(help="auto | static | dynamic | fp16 | openvino-int8 | none")] = "auto",
+    calib: Annotated[str | None, typer.Option(help="Calibration: folder of .npy/.npz, a .npz, pkg.mod:fn, or random:N")] = None,
+    data: Annotated[str | None, typer.Option(help="Parity data (default: --calib if given, else random)")] = None,
+    samples: Annotated[int, typer.Option(help="Parity samples")] = 16,
+    input: Annotated[list[str] | None, typer.Option("--input", help="NAME:DIMS[:DTYPE] where the source has no specs")] = None,
+    dynamic: Annotated[list[str] | None, typer.Option("--dynamic", help="NAME:AXIS=SYMBOL[,...]")] = None,
+    task: Annotated[str | None, typer.Option(help="transformers task for a model folder")] = None,
+    preprocessing: Annotated[str | None, typer.Option(help="JSON (or a .json file) saying how to prepare raw inputs")] = None,
+    labels: Annotated[str | None, typer.Option(help="Class labels: comma-separated, or a text file, one per line")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed runs per variant and device")] = 100,
+    min_cosine: Annotated[float | None, typer.Option(help="Tolerance: minimum output cosine")] = None,
+    min_top1: Annotated[float | None, typer.Option(help="Tolerance: minimum top-1 agreement (0-1)")] = None,
+    fallback_fp32: Annotated[bool, typer.Option(help="Ship FP32 for a device whose quantized variant fails parity")] = False,
+    force: Annotated[bool, typer.Option(help="Write the bundle even if a check fails (exit 1)")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export, quantize per device, check parity, benchmark; write a verifiable bundle folder.
+
+    Example: edgeai deploy zoo:cnn -o cnn-bundle --device cpu --device openvino:CPU --calib calib.npz
+    """
+    import edgeai
+    from edgeai.parity import Tolerance
+    from edgeai.specs import parse_dynamic_spec, parse_input_spec
+
+    tol = None
+    if min_cosine is not None or min_top1 is not None:
+        tol = Tolerance(None, None, min_cosine, min_top1)
+    result = edgeai.deploy(source, output, devices=device or ["cpu"], mode=mode, calibration=calib,
+                           eval_inputs=data, samples=samples, tolerance=tol,
+                           inputs=[parse_input_spec(t) for t in input] if input else None,
+                           dynamic_axes=dict(parse_dynamic_spec(t) for t in dynamic) if dynamic else None,
+                           task=task, preprocessing=_read_json_option(preprocessing, "--preprocessing"),
+                           labels=_read_labels(labels), iterations=iterations, fallback_fp32=fallback_fp32,
+                           force=force)
+    if json_out:
+        _print_json(result)
+    else:
+        from edgeai.bundle import CHECK_COLUMNS, check_rows
+        from edgeai.report import table
+
+        c = _out()
+        m = result.manifest
+        c.print(table(f"deployed {source} -> {result.path} (mode {mode}; defaults: "
+                      + ", ".join(f"{d} -> {v}" for d, v in m["defaults"].items()) + ")", CHECK_COLUMNS,
+                      check_rows(m)))
+        for note in m["notes"]:
+            c.print(f"note: {note}")
+        c.print(f"wrote {result.path}/ ({', '.join(v['file'] for v in m['variants'])}, manifest.json, report.md, "
+                f"report.png) in {result.time_s:.1f}s")
+    if not result.passed:
+        typer.echo("error: a parity check failed; the bundle was written because of --force", err=True)
+        raise typer.Exit(1)
+
+
+def _print_bundle(data: dict[str, Any], json_out: bool) -> None:
+    """``edgeai info BUNDLE``: the manifest, readably; exit 1 if a file does not match its sha256."""
+    if json_out:
+        _print_json(data)
+    else:
+        from edgeai.bundle import CHECK_COLUMNS, VARIANT_COLUMNS, check_rows, io_lines, variant_rows
+        from edgeai.report import table
+
+        c = _out()
+        src = data["source"]
+        c.print(f"{data['path']}: edgeai bundle (manifest {data['manifest_version']}) of {src['source']}, made "
+                f"{data['created']} by edgeai {data['edgeai_version']}, mode {data['mode']}")
+        c.print("  engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
+        for line in io_lines(data):
+            c.print(f"  {line}")
+        for key in ("preprocessing", "labels", "calibration"):
+            if data.get(key):
+                c.print(f"  {key}: {data[key]}")
+        c.print("  defaults: " + ", ".join(f"{d} -> {v}" for d, v in data["defaults"].items()))
+        c.print(table("variants (sha256 checked now)", VARIANT_COLUMNS, variant_rows(data, data["integrity"])))
+        c.print(table(f"parity vs {src.get('reference')} on {data['parity_data']}; latency at batch 1",
+                      CHECK_COLUMNS, check_rows(data)))
+        for note in data.get("notes") or []:
+            c.print(f"note: {note}")
+        for note in data["read_notes"]:
+            c.print(f"warning: {note}")
+    bad = {k: v for k, v in data["integrity"].items() if v != "ok"}
+    if bad:
+        typer.echo(f"error: bundle files do not match the manifest: {bad}; do not deploy it", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -24,11 +24,17 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
+_active = False  # one progress display at a time: a stage inside a pipeline stays on the outer bar
+
+
 @contextlib.contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on a terminal; a no-op when output is not a terminal or --json is given."""
-    if _quiet or not sys.stderr.isatty():
-        yield lambda: None
+def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on a terminal; a no-op when output is not a terminal, --json is given, or
+    another bar is already showing (so a pipeline keeps one display). ``advance(description=...)``
+    may also rename the bar, to show the stage now running."""
+    global _active
+    if _quiet or _active or not sys.stderr.isatty():
+        yield lambda description=None: None
         return
     from rich.progress import (
         BarColumn,
@@ -39,10 +45,14 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[[]
         TimeElapsedColumn,
     )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+    _active = True
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda description=None: bar.update(task, advance=1, description=description)
+    finally:
+        _active = False
 
 
 def to_json(obj: Any) -> str:
