@@ -489,5 +489,8 @@ def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[Tensor
                              f"(config.architectures suggests {_suggest_task(path)})") from e
     wrapper = TaskWrapper(model.eval(), task)
     specs = list(inputs) if inputs else task_input_specs(task, model)
+    if [s.name for s in specs] != list(wrapper.input_names):
+        raise ModelLoadError(f"{task} on {path} takes inputs {list(wrapper.input_names)} in that order; --input gave "
+                             f"{[s.name for s in specs]} (leave --input out to use the task's own specs)")
     return ModelSource(wrapper, specs, list(wrapper.output_names), None, str(path), task,
                        getattr(model.config, "model_type", None))

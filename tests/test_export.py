@@ -6,6 +6,7 @@ import torch
 
 import edgeai
 from edgeai.errors import ExportError, ModelLoadError
+from edgeai.exporters import ExportValidationError
 from edgeai.onnxfile import load_proto, read_metadata
 
 ZOO = ["cnn", "lstm", "gru", "attention-rnn", "transformer-encoder", "bert", "gpt2", "t5"]
@@ -94,10 +95,21 @@ def test_transformers_folder_exports_every_task(task, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", f"tiny-{family}"]
 
 
-def test_forced_torchscript_exporter(tmp_path):
-    result = edgeai.export("zoo:gru", path=tmp_path / "gru.onnx", exporter="torchscript")
-    assert result.exporter == "torchscript" and result.attempts == ()
+def test_forced_torchscript_exporter_and_opset(tmp_path):
+    result = edgeai.export("zoo:gru", path=tmp_path / "gru.onnx", exporter="torchscript", opset=16)
+    assert result.exporter == "torchscript" and result.attempts == () and result.opset == 16
     assert result.validation.passed and read_metadata(load_proto(result.path))["exporter"] == "torchscript"
+
+
+def test_graph_that_does_not_match_at_new_shapes_is_a_failed_check(tmp_path):
+    class BranchOnBatch(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 if x.shape[0] > 2 else x  # tracing at batch 2 bakes in one branch
+
+    with pytest.raises(ExportValidationError, match="validation at unseen dims.*FAIL.*control flow") as e:
+        edgeai.export(BranchOnBatch(), (torch.randn(2, 4),), tmp_path / "branch.onnx", exporter="torchscript")
+    assert e.value.exit_code == 1
+    assert not list(tmp_path.iterdir())
 
 
 class _MLP(torch.nn.Module):

@@ -14,6 +14,7 @@ import torch
 import edgeai
 from edgeai.errors import ModelLoadError
 from edgeai.sources import load_weights, resolve
+from edgeai.specs import TensorSpec
 
 TOKEN_MODEL = '''
 import torch
@@ -177,6 +178,8 @@ def test_transformers_folder_needs_task_and_safetensors(tmp_path):
     model.save_pretrained(tmp_path / "bert", safe_serialization=True)
     with pytest.raises(ModelLoadError, match="--task.*suggests --task fill-mask"):
         resolve(tmp_path / "bert")
+    with pytest.raises(ModelLoadError, match="takes inputs \\['input_ids', 'attention_mask', 'token_type_ids'\\]"):
+        resolve(tmp_path / "bert", task="fill-mask", inputs=[TensorSpec("ids", ("batch", "seq"), "int64")])
     with pytest.raises(ModelLoadError, match="unknown task"):
         resolve(tmp_path / "bert", task="translation")
     (tmp_path / "bin").mkdir()

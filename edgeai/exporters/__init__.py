@@ -144,6 +144,7 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
     order = list(EXPORTERS) if exporter == "auto" else [exporter]
     attempts: list[str] = []
     fixes: list[str] = []
+    mismatched = False
     last_error: Exception | None = None
     for name in order:
         t0 = time.perf_counter()
@@ -163,11 +164,18 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
         if isinstance(result, ExportResult):
             return result
         attempts.append(f"{name}: {result}")
-        fixes.append("check the model for shape-dependent Python control flow, or pass --atol if the "
-                     "difference is numerical noise")
+        fixes.append("the graph does not match PyTorch at new shapes: look for Python control flow on shapes or "
+                     "values (the exporter fixed one branch), or raise --atol if the difference is numerical noise")
+        mismatched = True
     fix = next((f for f in fixes if f), _GENERIC_FIX)
-    raise ExportError(f"could not export {source.description} to ONNX ({' | '.join(attempts)}) — {fix}") \
-        from last_error
+    error = ExportValidationError if mismatched else ExportError
+    raise error(f"could not export {source.description} to ONNX ({' | '.join(attempts)}) — {fix}") from last_error
+
+
+class ExportValidationError(ExportError):
+    """An exporter produced a graph, but it does not match PyTorch: a failed check, exit code 1."""
+
+    exit_code = 1
 
 
 _GENERIC_FIX = "rerun with --debug for the exporters' full log; try another --opset or --exporter"
