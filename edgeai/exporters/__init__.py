@@ -163,9 +163,9 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
                                      check_dims, tuple(attempts))
         if isinstance(result, ExportResult):
             return result
-        attempts.append(f"{name}: {result}")
-        fixes.append("the graph does not match PyTorch at new shapes: look for Python control flow on shapes or "
-                     "values (the exporter fixed one branch), or raise --atol if the difference is numerical noise")
+        reason, fix = result
+        attempts.append(f"{name}: {reason}")
+        fixes.append(fix)
         mismatched = True
     fix = next((f for f in fixes if f), _GENERIC_FIX)
     error = ExportValidationError if mismatched else ExportError
@@ -288,10 +288,10 @@ def _annotate(proto: Any, specs: Sequence[TensorSpec], names: Sequence[str], sou
 
 def _write_and_validate(proto: Any, path: Path, specs: Sequence[TensorSpec], names: Sequence[str], source: Any,
                         exporter: str, elapsed: float, validate: bool, atol: float, dims: dict[str, int],
-                        attempts: tuple[str, ...]) -> ExportResult | str:
+                        attempts: tuple[str, ...]) -> ExportResult | tuple[str, str]:
     """Write into a staging folder beside ``path``, validate there, and move into place only if it passes.
 
-    Returns the result, or a one-line reason the file failed validation (nothing is left behind then).
+    Returns the result, or why the file failed validation and what to do (nothing is left behind then).
     A model over 2 GB is staged with its ``<name>.data`` file; the data file moves first, so the model
     on disk never points at a missing one.
     """
@@ -307,10 +307,11 @@ def _write_and_validate(proto: Any, path: Path, specs: Sequence[TensorSpec], nam
         save_onnx(proto, staged)
         if validate:
             report = _validate(staged, source, specs, atol, dims)
-            if isinstance(report, str):
+            if isinstance(report, tuple):
                 return report
         data = staged.with_name(staged.name + ".data")
         if data.exists():
+            os.chmod(data, staged.stat().st_mode & 0o777)  # onnx writes it 0600; match the model
             os.replace(data, path.with_name(data.name))
         os.replace(staged, path)
     inputs, outputs = io_specs(proto)
@@ -324,27 +325,39 @@ def _uses_external_data(proto: Any) -> bool:
     return any(t.data_location == 1 for t in proto.graph.initializer)  # onnx.TensorProto.EXTERNAL
 
 
-def _validate(onnx_path: Path, source: Any, specs: Sequence[TensorSpec], atol: float, dims: dict[str, int]) -> Any:
+_BAKED_SHAPE_FIX = ("the exporter baked a traced size into the graph (a reshape or view of a dynamic dim): use "
+                    "--exporter dynamo, or compute sizes with tensor ops instead of Python ints")
+_MISMATCH_FIX = ("the graph does not match PyTorch at new shapes: look for Python control flow on shapes or values "
+                 "(the exporter fixed one branch), or raise --atol if the difference is numerical noise")
+
+
+def _validate(onnx_path: Path, source: Any, specs: Sequence[TensorSpec], atol: float,
+              dims: dict[str, int]) -> Any:
+    """The ParityReport at ``dims``, or ``(reason, fix)`` when the file does not load, run, or match."""
+    from edgeai.exporters.torch_onnx import quiet
     from edgeai.parity import Tolerance, compare
     from edgeai.runtimes import load
     from edgeai.runtimes.base import Model
     from edgeai.runtimes.torch import TorchRuntime
     from edgeai.specs import make_inputs
 
-    try:
-        candidate = load(onnx_path, "cpu")
-    except EdgeAIError as e:
-        return f"onnxruntime cannot load the exported file: {e}"
     reference = Model(TorchRuntime(source))
     feeds = [make_inputs(specs, dims, seed=100 + i) for i in range(2)]
-    try:
-        report = compare(reference, candidate, feeds, tolerance=Tolerance(atol=atol, rtol=1e-3, min_cosine=0.9999))
-    except EdgeAIError as e:
-        fixed = [f"{s.name}{s.shape_str()}" for s in candidate.inputs if not s.is_dynamic]
-        return (f"the exported file fails at dims {dims} the export did not see ({e}); dynamic axes may have "
-                f"been fixed during export (inputs with only fixed dims: {fixed})")
-    finally:
-        del candidate  # release the session before the staging folder is removed
+    # quiet(): onnxruntime logs a failing kernel on stderr itself; the reason goes into our message.
+    with quiet():
+        try:
+            candidate = load(onnx_path, "cpu")
+        except EdgeAIError as e:
+            return f"onnxruntime cannot load the exported file: {e}", _GENERIC_FIX
+        try:
+            report = compare(reference, candidate, feeds,
+                             tolerance=Tolerance(atol=atol, rtol=1e-3, min_cosine=0.9999))
+        except EdgeAIError as e:
+            fixed = [f"{s.name}{s.shape_str()}" for s in candidate.inputs if not s.is_dynamic]
+            hint = f"; inputs left with fixed dims: {fixed}" if fixed else ""
+            return f"the file fails to run at dims {dims} the export did not see ({e}){hint}", _BAKED_SHAPE_FIX
+        finally:
+            del candidate  # release the session before the staging folder is removed
     if not report.passed:
-        return f"validation at unseen dims {dims} failed: {report.verdict()}"
+        return f"validation at unseen dims {dims} failed: {report.verdict()}", _MISMATCH_FIX
     return report
