@@ -16,6 +16,12 @@ from typing import Any
 ONNX_PROTOBUF_LIMIT = 2**31 - 1
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path in ``dst``'s folder; on success rename it over ``dst``, else delete it."""
@@ -26,6 +32,8 @@ def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[P
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600 files; give the result the mode a plain open() would
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dst)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -43,6 +51,13 @@ def write_text(dst: str | os.PathLike, text: str) -> Path:
     return write_bytes(dst, text.encode())
 
 
+def _over_protobuf_limit(model: Any) -> bool:
+    try:
+        return model.ByteSize() >= ONNX_PROTOBUF_LIMIT
+    except Exception:  # protobuf's upb backend refuses even to size a message over 2 GiB (EncodeError)
+        return True
+
+
 def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
     """Save an ``onnx.ModelProto`` atomically; models over 2 GB keep weights in ``<name>.data``.
 
@@ -53,7 +68,7 @@ def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
 
     dst = Path(dst)
     data_name = dst.name + ".data"
-    if model.ByteSize() < ONNX_PROTOBUF_LIMIT:
+    if not _over_protobuf_limit(model):
         with atomic_path(dst) as tmp:
             onnx.save_model(model, str(tmp))
         return dst

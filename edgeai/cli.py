@@ -93,11 +93,13 @@ def export(
     validate: Annotated[bool, typer.Option(help="Validate against PyTorch at unseen dims")] = True,
     atol: Annotated[float, typer.Option(help="Validation absolute tolerance")] = 1e-4,
     simplify: Annotated[bool, typer.Option(help="Simplify the graph with onnxslim")] = False,
+    weights: Annotated[Path | None, typer.Option(help="State dict for a factory/zoo model: .safetensors, or .pt/.pth "
+                                                      "read with weights_only=True")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a PyTorch model to ONNX and validate it right away.
 
-    Example: edgeai export zoo:cnn -o cnn.onnx
+    Example: edgeai export net.py:make --input x:1x3x64x64:float32 --dynamic x:0=batch --weights net.safetensors -o net.onnx
     """
     import edgeai
     from edgeai.specs import parse_dynamic_spec, parse_input_spec
@@ -105,7 +107,7 @@ def export(
     specs = [parse_input_spec(t) for t in input] if input else None
     dyn = dict(parse_dynamic_spec(t) for t in dynamic) if dynamic else None
     result = edgeai.export(source, None, output, inputs=specs, dynamic_axes=dyn, task=task, opset=opset,
-                           exporter=exporter, validate=validate, atol=atol, simplify=simplify)
+                           exporter=exporter, validate=validate, atol=atol, simplify=simplify, weights=weights)
     if json_out:
         return _print_json(result)
     c = _out()
@@ -120,6 +122,8 @@ def export(
         c.print(f"  tried first: {'; '.join(result.attempts)}")
     if v is not None:
         c.print(f"  validated at unseen dims {result.validation_dims}: {v.verdict()}")
+    else:
+        c.print("  not validated (--no-validate)")
 
 
 @app.command()

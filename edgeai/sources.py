@@ -7,17 +7,22 @@ Accepted sources (one string for the CLI):
   ``model.pt2``                    a ``torch.export`` archive (``torch.export.load``)
   ``path/to/hf-model-dir``         a local ``transformers`` folder (config.json), with ``task=``
 An ``nn.Module`` object is accepted as is. Loading never unpickles arbitrary objects: ``.pt2``
-archives load with torch's own loader, transformers weights from safetensors only.
+archives are checked to hold only plain tensors before torch's loader sees them, transformers
+weights load from safetensors only, and ``weights=`` files load with safetensors or
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,10 @@ import numpy as np
 
 from edgeai.errors import ModelLoadError
 from edgeai.specs import TensorSpec, spec_from_array
+
+# Weight files a factory's module can load: safetensors, or torch.save'd state dicts read with
+# weights_only=True (which refuses anything but tensors and plain containers).
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass
@@ -38,6 +47,7 @@ class ModelSource:
     description: str = "module"
     task: str | None = None
     family: str | None = None
+    # "dim_ranges": {symbol: (min, max)} that a torch.export archive allows for its dynamic dims.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,6 +72,20 @@ def forward_input_names(module: Any, count: int) -> list[str]:
     return params[:count]
 
 
+def missing_forward_args(module: Any, given: int) -> list[str]:
+    """Required positional parameters of ``module.forward`` beyond the first ``given`` ones."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional[given:] if p.default is p.empty]
+    required += [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    return required
+
+
 def specs_from_examples(module: Any, examples: Any, batch_dynamic: bool = True) -> tuple[list[TensorSpec], dict[str, np.ndarray]]:
     """Input specs and numpy examples from example inputs (a tensor, a tuple, or a dict by name)."""
     if isinstance(examples, Mapping):
@@ -80,36 +104,95 @@ def specs_from_examples(module: Any, examples: Any, batch_dynamic: bool = True) 
     return specs, arrays
 
 
+@contextlib.contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    # A model file usually imports its siblings (``from layers import Block``).
+    entry = str(folder.resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
+
+
 def _import_factory(target: str) -> Any:
+    """The object named by ``pkg.module:attr`` or ``path/to/file.py:attr``."""
     path_part, _, attr = target.rpartition(":")
     if not path_part or not attr:
         raise ModelLoadError(f"bad source {target!r}; expected pkg.module:factory or path/to/file.py:factory")
     if path_part.endswith(".py"):
         file = Path(path_part)
-        if not file.exists():
-            raise ModelLoadError(f"source file not found: {file}")
+        if not file.is_file():
+            raise ModelLoadError(f"source file not found: {file} (from {target!r}); check the path, relative to "
+                                 f"the current folder {Path.cwd()}")
         mod_name = f"_edgeai_src_{abs(hash(str(file.resolve())))}"
         spec = importlib.util.spec_from_file_location(mod_name, file)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[mod_name] = module
         try:
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            with _on_sys_path(file.parent):
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as e:
-            raise ModelLoadError(f"importing {file} failed: {type(e).__name__}: {e}") from e
+            sys.modules.pop(mod_name, None)
+            raise ModelLoadError(f"importing {file} failed ({type(e).__name__}: {e}); fix the error in that file "
+                                 "or install what it imports") from e
     else:
         try:
             module = importlib.import_module(path_part)
         except Exception as e:
-            raise ModelLoadError(f"cannot import module {path_part!r} ({type(e).__name__}: {e}); is it on "
-                                 "PYTHONPATH? For a file, use path/to/file.py:factory") from e
+            raise ModelLoadError(f"cannot import module {path_part!r} ({type(e).__name__}: {e}); install it or add "
+                                 "its folder to PYTHONPATH; for a file, use path/to/file.py:factory") from e
     if not hasattr(module, attr):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise ModelLoadError(f"{path_part} has no attribute {attr!r}; callables there: {public[:20]}")
     return getattr(module, attr)
 
 
+def load_weights(module: Any, weights: str | Path) -> Any:
+    """Load a state dict into ``module`` from safetensors or a ``torch.save`` file, never unpickling objects.
+
+    ``.safetensors`` loads with safetensors; ``.pt/.pth/.bin/.ckpt`` with ``torch.load(weights_only=True)``
+    (a ``{"state_dict": ...}`` checkpoint is unwrapped). Keys must match exactly.
+
+    Raises:
+        ModelLoadError: unknown file type, a file that holds more than tensors, or keys that do not match.
+    """
+    import torch
+
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file not found: {path}")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ModelLoadError(f"cannot load weights from {path.name}: expected {', '.join(WEIGHT_SUFFIXES)} "
+                             "(edgeai reads safetensors or torch.save'd state dicts, never pickled objects)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelLoadError(f"refusing to load {path}: it is not a plain state dict of tensors ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]}); save it with torch.save(model.state_dict(), path) "
+                             "or safetensors") from e
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save it with "
+                             "torch.save(model.state_dict(), path)")
+    result = module.load_state_dict(dict(state), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelLoadError(f"{path} does not fit the model: missing keys {result.missing_keys[:5]}, unexpected "
+                             f"keys {result.unexpected_keys[:5]}; was it saved from the same architecture?")
+    return module
+
+
 def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec] | None = None,
-            example_inputs: Any = None) -> ModelSource:
+            example_inputs: Any = None, weights: str | Path | None = None) -> ModelSource:
     """Turn a source string (or module) into a :class:`ModelSource`.
 
     Args:
@@ -117,6 +200,8 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
         task: the transformers task for a model folder.
         inputs: input specs when the source cannot say (plain factories without examples).
         example_inputs: example tensors for an ``nn.Module`` given directly.
+        weights: a state dict (``.safetensors`` or a ``torch.save`` file) to load into the module of a
+            factory, zoo entry or ``nn.Module``.
 
     Raises:
         ModelLoadError: the source does not exist, does not import, or gives no usable module.
@@ -125,7 +210,11 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
 
     if isinstance(source, ModelSource):
         return source
+    if isinstance(source, (str, Path)) and (str(source).endswith(".pt2") or Path(source).is_dir()) and weights:
+        raise ModelLoadError(f"weights= applies to factories, zoo models and modules; {source} carries its own")
     if isinstance(source, torch.nn.Module):
+        if weights:
+            load_weights(source, weights)
         return _from_module(source, example_inputs, inputs, "module")
     if not isinstance(source, (str, Path)):
         raise ModelLoadError(f"cannot use a {type(source).__name__} as a model source; pass an nn.Module, "
@@ -136,6 +225,8 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
 
         entry = zoo.get(text[4:])
         module = entry.factory()
+        if weights:
+            load_weights(module, weights)
         return ModelSource(module, list(inputs or entry.inputs), list(entry.outputs), None, text, entry.task,
                            entry.family)
     path = Path(text)
@@ -148,13 +239,16 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
         try:
             made = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
         except Exception as e:
-            raise ModelLoadError(f"factory {text} raised {type(e).__name__}: {e}") from e
+            raise ModelLoadError(f"factory {text} raised {type(e).__name__}: {e}; it must be callable with no "
+                                 "arguments") from e
         examples = example_inputs
         if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], torch.nn.Module):
             made, examples = made
         if not isinstance(made, torch.nn.Module):
             raise ModelLoadError(f"factory {text} returned {type(made).__name__}; expected an nn.Module or "
                                  "(module, example_inputs)")
+        if weights:
+            load_weights(made, weights)
         return _from_module(made, examples, inputs, text)
     if not path.exists():
         raise ModelLoadError(f"model source {text!r} not found: not a file, a folder, 'zoo:NAME' or 'module:factory'")
@@ -162,42 +256,210 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
                          "'module:factory' (an .onnx file is already exported; use `edgeai info` or `edgeai run`)")
 
 
+def _embedding_vocab(module: Any) -> int | None:
+    """The smallest ``num_embeddings`` of the module's embedding tables: token ids below it are safe."""
+    import torch
+
+    sizes = [m.num_embeddings for m in module.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+    return min(sizes) if sizes else None
+
+
+def _with_token_ranges(specs: Sequence[TensorSpec], vocab: int | None) -> list[TensorSpec]:
+    # Sample token ids must index the embedding table; masks and token types keep their 0/1 range.
+    out = []
+    for s in specs:
+        name = s.name.lower()
+        if (vocab and s.value_range is None and s.dtype in ("int64", "int32")
+                and "mask" not in name and "token_type" not in name):
+            s = replace(s, value_range=(0, vocab))
+        out.append(s)
+    return out
+
+
 def _from_module(module: Any, examples: Any, inputs: Sequence[TensorSpec] | None, desc: str) -> ModelSource:
     module.eval()
+    vocab = _embedding_vocab(module)
     if examples is not None:
         specs, arrays = specs_from_examples(module, examples)
         if inputs:
             if len(inputs) != len(arrays):
-                raise ModelLoadError(f"{desc}: {len(arrays)} example inputs but {len(inputs)} input specs")
+                raise ModelLoadError(f"{desc}: {len(arrays)} example inputs but {len(inputs)} input specs; give one "
+                                     "--input per example tensor, in forward order")
             # The specs name the inputs; examples are matched to them by position.
             arrays = {s.name: a for s, a in zip(inputs, arrays.values(), strict=True)}
             specs = list(inputs)
-        return ModelSource(module, specs, getattr(module, "output_names", None), arrays, desc)
+        return ModelSource(module, _with_token_ranges(specs, vocab), getattr(module, "output_names", None), arrays,
+                           desc)
     if not inputs:
         raise ModelLoadError(f"{desc}: no example inputs and no input specs; return (module, example_inputs) from "
                              "the factory, or give --input NAME:1x3x224x224:float32")
-    return ModelSource(module, list(inputs), getattr(module, "output_names", None), None, desc)
+    return ModelSource(module, _with_token_ranges(inputs, vocab), getattr(module, "output_names", None), None, desc)
+
+
+def check_pt2_archive(path: Path) -> None:
+    """Refuse a ``.pt2`` whose loading would unpickle objects (torch.export.load falls back to pickle).
+
+    Only plain tensor payloads pass: no pickled weights or constants, no custom or opaque objects, no
+    legacy ``.pt`` weight files, no AOTInductor packages, and sample inputs that ``weights_only`` loads.
+    """
+    import io
+
+    import torch
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelLoadError(f"{path} is not a torch.export archive (not a zip file: {e}); create it with "
+                             "torch.export.save(torch.export.export(model, args), 'model.pt2')") from e
+    with archive:
+        names = archive.namelist()
+
+        def refuse(why: str) -> ModelLoadError:
+            return ModelLoadError(f"refusing to load {path}: {why}, which torch.export.load would unpickle; "
+                                  "re-save it from plain tensors with torch.export.save")
+
+        if not any("/models/" in n and n.endswith(".json") for n in names):
+            raise ModelLoadError(f"{path} holds no exported program (no models/*.json); create it with "
+                                 "torch.export.save")
+        for name in names:
+            if "/data/aotinductor/" in name:
+                raise ModelLoadError(f"{path} is an AOTInductor package, not an exported program; export the "
+                                     "original module with torch.export.save instead")
+            if name.endswith(".pt") and ("/data/weights/" in name or "/data/constants/" in name):
+                raise refuse(f"it holds legacy pickled tensors ({name})")
+            if name.endswith(("_weights_config.json", "_constants_config.json")):
+                config = json.loads(archive.read(name)).get("config", {})
+                for fqn, meta in config.items():
+                    if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(("weight_", "tensor_")):
+                        raise refuse(f"{fqn!r} is stored as a pickled object ({meta.get('path_name')})")
+            if "/data/sample_inputs/" in name:
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception as e:
+                    raise refuse(f"its sample inputs ({name}) are not plain tensors") from e
+
+
+def _pt2_symbol_names(specs_raw: list[tuple[str, tuple[Any, ...]]]) -> dict[str, str]:
+    """Readable names for torch.export's symbols (s23 -> batch): axis 0 is batch, axis 1 seq."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for _, shape in specs_raw:
+        for axis, d in enumerate(shape):
+            sym = str(d)
+            if isinstance(d, int) or sym.isdigit() or sym in names:
+                continue
+            base = {0: "batch", 1: "seq"}.get(axis, f"dim{axis}")
+            name, n = base, 1
+            while name in used:
+                name, n = f"{base}_{n}", n + 1
+            names[sym] = name
+            used.add(name)
+    return names
 
 
 def _from_pt2(path: Path, inputs: Sequence[TensorSpec] | None) -> ModelSource:
     import torch
 
-    if not path.exists():
+    if not path.is_file():
         raise ModelLoadError(f"torch.export archive not found: {path}")
+    check_pt2_archive(path)
     try:
         program = torch.export.load(str(path))
     except Exception as e:
-        raise ModelLoadError(f"{path} is not a loadable torch.export archive ({type(e).__name__}: {e})") from e
+        raise ModelLoadError(f"{path} is not a loadable torch.export archive ({type(e).__name__}: {e}); re-save it "
+                             f"with torch.export.save using torch {torch.__version__}") from e
     module = program.module()
     names = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    metas = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in names]
+    vals = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
+    raw = [(name, tuple(vals[name].shape)) for name in names if vals.get(name) is not None]
+    symbols = _pt2_symbol_names(raw)
+    ranges: dict[str, tuple[int, int]] = {}
+    for sym, vr in program.range_constraints.items():
+        if str(sym) in symbols:
+            upper = vr.upper if vr.upper.is_finite else 2**31 - 1
+            ranges[symbols[str(sym)]] = (int(vr.lower), int(upper))
     specs = list(inputs) if inputs else []
     if not specs:
-        for name, val in zip(names, metas, strict=False):
-            shape = tuple(int(d) if str(d).isdigit() else str(d) for d in val.shape)
-            specs.append(TensorSpec(name, shape, str(val.dtype)))
-    module.input_names = [s.name for s in specs]  # the unlifted program takes inputs positionally
-    return ModelSource(module, specs, None, None, str(path), extra={"exported_program": program})
+        vocab = _pt2_embedding_sizes(program)
+        for name, shape in raw:
+            dims = tuple(int(d) if str(d).isdigit() else symbols[str(d)] for d in shape)
+            rng = (0, vocab[name]) if name in vocab else None
+            specs.append(TensorSpec(name, dims, str(vals[name].dtype), rng))
+    return ModelSource(_ProgramModule(module, [s.name for s in specs]), specs, None, None, str(path), extra={"exported_program": program, "dim_ranges": ranges})
+
+
+def _program_module_class() -> Any:
+    import torch
+
+    class ProgramModule(torch.nn.Module):
+        """An exported program's module behind a plain ``nn.Module`` (the unlifted one refuses ``.eval()``)."""
+
+        def __init__(self, program_module: Any, input_names: list[str]):
+            super().__init__()
+            self.program_module = program_module
+            self.input_names = tuple(input_names)  # the program takes its inputs positionally
+
+        def train(self, mode: bool = True) -> Any:
+            return self  # the exported graph was traced in one mode already
+
+        def forward(self, *args: Any) -> Any:
+            return self.program_module(*args)
+
+    return ProgramModule
+
+
+def _ProgramModule(program_module: Any, input_names: list[str]) -> Any:  # noqa: N802 (a class, made lazily)
+    return _program_module_class()(program_module, input_names)
+
+
+def _pt2_embedding_sizes(program: Any) -> dict[str, int]:
+    """For user inputs that index an embedding table in the graph: the table's row count."""
+    import torch
+
+    out: dict[str, int] = {}
+    for node in program.graph.nodes:
+        if node.op == "call_function" and node.target is torch.ops.aten.embedding.default:
+            weight, indices = node.args[0], node.args[1]
+            rows = int(weight.meta["val"].shape[0])
+            if getattr(indices, "op", None) == "placeholder":
+                out[indices.name] = min(rows, out.get(indices.name, rows))
+    return out
+
+
+_ARCHITECTURE_TASKS = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"),
+                       ("ForTokenClassification", "token-classification"),
+                       ("ForImageClassification", "image-classification"), ("ForCausalLM", "text-generation"),
+                       ("LMHeadModel", "text-generation"), ("ForConditionalGeneration", "text2text-generation"),
+                       ("Model", "feature-extraction"))
+
+
+def _suggest_task(path: Path) -> str | None:
+    try:
+        archs = json.loads((path / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return None
+    for arch in archs:
+        for suffix, task in _ARCHITECTURE_TASKS:
+            if arch.endswith(suffix):
+                return task
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    # Loading prints progress bars and notes on stderr; edgeai's output is its own report.
+    from transformers.utils import logging as tf_logging
+
+    level = tf_logging.get_verbosity()
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tf_logging.set_verbosity(level)
+        if bars:
+            tf_logging.enable_progress_bar()
 
 
 def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[TensorSpec] | None) -> ModelSource:
@@ -206,8 +468,10 @@ def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[Tensor
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{path} is a folder without config.json; expected a transformers model folder")
     if task is None:
+        hint = _suggest_task(path)
+        hint_text = f"; its config.architectures suggests --task {hint}" if hint else ""
         raise ModelLoadError(f"{path} is a transformers folder: say which task to export with --task "
-                             f"({', '.join(TASKS)})")
+                             f"({', '.join(TASKS)}){hint_text}")
     if task not in TASKS:
         raise ModelLoadError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     if not list(path.glob("*.safetensors")):
@@ -216,11 +480,17 @@ def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[Tensor
     import transformers as tf
 
     try:
-        model = getattr(tf, TASKS[task].auto_class).from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, attn_implementation="eager")
+        with _quiet_transformers():
+            model = getattr(tf, TASKS[task].auto_class).from_pretrained(
+                str(path), local_files_only=True, use_safetensors=True, attn_implementation="eager")
     except Exception as e:
-        raise ModelLoadError(f"transformers could not load {path} for {task}: {type(e).__name__}: {e}") from e
+        raise ModelLoadError(f"transformers could not load {path} for {task} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]}); check that the task fits the model "
+                             f"(config.architectures suggests {_suggest_task(path)})") from e
     wrapper = TaskWrapper(model.eval(), task)
     specs = list(inputs) if inputs else task_input_specs(task, model)
+    if [s.name for s in specs] != list(wrapper.input_names):
+        raise ModelLoadError(f"{task} on {path} takes inputs {list(wrapper.input_names)} in that order; --input gave "
+                             f"{[s.name for s in specs]} (leave --input out to use the task's own specs)")
     return ModelSource(wrapper, specs, list(wrapper.output_names), None, str(path), task,
                        getattr(model.config, "model_type", None))

@@ -44,23 +44,37 @@ _DIMS = {"input_ids": ("batch", "seq"), "attention_mask": ("batch", "seq"), "tok
 
 
 def tiny_config(name: str) -> Any:
-    """A small random-weight config of a family (no download)."""
+    """A small random-weight config of a family (no download); see ``TINY_FAMILIES``."""
     import transformers as tf
 
     common = dict(vocab_size=VOCAB)
+    layers = dict(num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
     if name == "bert":
-        return tf.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                             max_position_embeddings=256, **common)
+        return tf.BertConfig(hidden_size=64, max_position_embeddings=256, **layers, **common)
+    if name == "distilbert":
+        return tf.DistilBertConfig(dim=64, n_layers=2, n_heads=4, hidden_dim=128, max_position_embeddings=256,
+                                   **common)
+    if name == "roberta":
+        return tf.RobertaConfig(hidden_size=64, max_position_embeddings=258, pad_token_id=1, **layers, **common)
+    if name == "vit":
+        return tf.ViTConfig(hidden_size=64, image_size=32, patch_size=8, num_labels=5, **layers)
     if name == "gpt2":
         return tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=256, bos_token_id=0, eos_token_id=1, **common)
+    if name == "llama":
+        return tf.LlamaConfig(hidden_size=64, num_key_value_heads=2, max_position_embeddings=256, bos_token_id=0,
+                              eos_token_id=1, **layers, **common)
     if name == "t5":
         return tf.T5Config(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
                            decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **common)
-    if name == "llama":
-        return tf.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                              num_key_value_heads=2, max_position_embeddings=256, bos_token_id=0, eos_token_id=1,
-                              **common)
-    raise ModelLoadError(f"no tiny config for {name!r}; known: bert, gpt2, t5, llama")
+    if name == "bart":
+        return tf.BartConfig(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                             decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                             max_position_embeddings=256, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                             decoder_start_token_id=2, **common)
+    raise ModelLoadError(f"no tiny config for {name!r}; known: {', '.join(TINY_FAMILIES)}")
+
+
+TINY_FAMILIES = ("bert", "distilbert", "roberta", "vit", "gpt2", "llama", "t5", "bart")
 
 
 _ZOO_TASK = {"bert": "feature-extraction", "gpt2": "text-generation", "t5": "text2text-generation",
