@@ -323,6 +323,11 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
     choose = _chooser(do_sample, temperature, top_k, top_p, seed)
     ids, mask = _as_ids(input_ids, attention_mask, cfg.get("vocab_size"))
     batch = ids.shape[0]
+    limit = cfg.get("max_positions")
+    if limit and not gm.is_seq2seq and ids.shape[1] + max_new_tokens > limit:
+        raise InputMismatchError(f"the prompt ({ids.shape[1]} tokens) plus max_new_tokens ({max_new_tokens}) exceeds "
+                                 f"the model's {limit} positions (beyond them some engines compute garbage "
+                                 "silently); shorten the prompt or lower max_new_tokens")
     eos = _eos_set(eos_token_id if eos_token_id is not None else cfg.get("eos_token_id")) if stop_on_eos else set()
     pad = pad_token_id if pad_token_id is not None else cfg.get("pad_token_id")
     pad = pad if pad is not None else (min(eos) if eos else 0)

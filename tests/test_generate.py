@@ -106,6 +106,7 @@ def test_decoder_export_layout(exported):
     assert result.validation_dims["first_step"]["past_seq"] == 0
     gen = read_metadata(load_proto(result.path))["generation"]
     assert gen["kind"] == "decoder" and gen["layers"] == 2 and gen["eos_token_id"] == [1]
+    assert gen["max_positions"] == 256
 
 
 def test_seq2seq_export_is_encoder_plus_decoder_with_past(exported):
@@ -182,6 +183,8 @@ def test_generate_api_errors_are_clear(exported, zoo_onnx):
         edgeai.generate(path, PROMPT, 2, do_sample=True, top_p=0)
     with pytest.raises(InputMismatchError, match="shape of input_ids"):
         edgeai.generate(path, PROMPT, 2, attention_mask=[[1, 1]])
+    with pytest.raises(InputMismatchError, match="256 positions"):
+        edgeai.generate(path, [[5] * 250], 7)
     with pytest.raises(ModelLoadError, match="past_key_values"):
         edgeai.generate(zoo_onnx("cnn"), PROMPT, 2)
     with pytest.raises(ModelLoadError, match="encoder.onnx"):
@@ -283,6 +286,21 @@ def test_cli_generate_text_with_a_local_tokenizer(cli, exported, tmp_path):
     assert data["prompt_ids"] == [17, 501, 42]
     expected = edgeai.generate(path, [[17, 501, 42]], 6).tokens[0]
     assert data["text"] == " ".join(f"w{t}" for t in expected if t > 2)
+
+
+def test_cli_export_with_past_from_a_transformers_folder(cli, exported, tmp_path):
+    model, result = exported("gpt2")
+    model.save_pretrained(str(tmp_path / "hf"))
+    out = cli("export", tmp_path / "hf", "--task", "text-generation-with-past", "-o", tmp_path / "g.onnx", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["validation"]["passed"] and data["validation_dims"]["first_step"]["past_seq"] == 0
+    ids = ",".join(map(str, PROMPT[0]))
+    gen = json.loads(cli("generate", tmp_path / "g.onnx", "--prompt-ids", ids, "--max-new-tokens", "8",
+                         "--device", DEVICES[-1], "--json").stdout)
+    assert gen["tokens"][0] == edgeai.generate(result.path, PROMPT, 8).tokens[0].tolist()
+    bad = cli("export", tmp_path / "hf", "--task", "text2text-generation-with-past", "-o", tmp_path / "t5")
+    assert bad.returncode == 2 and "export it with --task text-generation-with-past" in bad.stderr, bad.stderr
 
 
 def test_cli_bench_generate(cli, exported):

@@ -171,6 +171,9 @@ def generation_config(model: Any, kind: str, geometry: CacheGeometry, role: str)
             "eos_token_id": [eos] if isinstance(eos, int) else list(eos or []),
             "pad_token_id": pick("pad_token_id"), "bos_token_id": pick("bos_token_id"),
             "decoder_start_token_id": pick("decoder_start_token_id") if kind == "seq2seq" else None,
+            # Learned position tables end here (some engines read past them silently): generate() checks it.
+            "max_positions": (getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None))
+            if kind == "decoder" else None,
             "cross_attention_cache": "recomputed every step" if kind == "seq2seq" else None}
 
 
@@ -265,10 +268,23 @@ def _resolve_hf(source: Any, kind: str) -> tuple[Any, str]:
     if Path(text).is_dir():
         from edgeai.sources import _from_transformers_dir
 
+        if (Path(text) / "config.json").exists():
+            import json
+
+            # Check the kind from config.json before transformers lists every class it could not map.
+            seq2seq = bool(json.loads((Path(text) / "config.json").read_text()).get("is_encoder_decoder"))
+            _check_kind(seq2seq, kind, text)
         plain = "text-generation" if kind == "decoder" else "text2text-generation"
         return _from_transformers_dir(Path(text), plain, None).module.model, text
     raise ModelLoadError(f"cannot export {text!r} with a KV cache: expected a transformers model folder "
                          "(config.json + *.safetensors), 'zoo:gpt2'/'zoo:t5', or a transformers model object")
+
+
+def _check_kind(is_seq2seq: bool, kind: str, what: str) -> None:
+    if is_seq2seq != (kind == "seq2seq"):
+        other = "text2text-generation-with-past" if is_seq2seq else "text-generation-with-past"
+        raise ModelLoadError(f"{what} is {'an encoder-decoder' if is_seq2seq else 'a decoder-only'} model; "
+                             f"export it with --task {other}")
 
 
 @dataclass(frozen=True)
@@ -351,11 +367,7 @@ def export_with_past(model: Any, path: str | os.PathLike, *, task: str = "text-g
         raise ExportError(f"unknown generation task {task!r}; use {' or '.join(GENERATION_TASKS)}")
     kind = GENERATION_TASKS[task][0]
     hf, description = _resolve_hf(model, kind)
-    is_seq2seq = bool(getattr(hf.config, "is_encoder_decoder", False))
-    if is_seq2seq != (kind == "seq2seq"):
-        other = "text2text-generation-with-past" if is_seq2seq else "text-generation-with-past"
-        raise ModelLoadError(f"{description} is {'an encoder-decoder' if is_seq2seq else 'a decoder-only'} model "
-                             f"({type(hf).__name__}); export it with --task {other}")
+    _check_kind(bool(getattr(hf.config, "is_encoder_decoder", False)), kind, f"{description} ({type(hf).__name__})")
     options = {"opset": opset, "exporter": exporter, "validate": validate, "atol": atol}
     if kind == "decoder":
         path = Path(path)
