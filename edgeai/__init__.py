@@ -23,6 +23,7 @@ _LAZY = {
     "TensorSpec": "edgeai.specs",
     "cpu_info": "edgeai.cpu",
     "deploy": "edgeai.deploy",
+    "generate": "edgeai.generate",
 }
 
 from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhere)
@@ -38,7 +39,7 @@ from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhe
 __all__ = [
     "export", "ExportResult", "quantize", "QuantizeResult", "load", "devices", "Model", "RuntimeInfo",
     "compare", "Tolerance", "ParityReport", "benchmark", "BenchReport", "TensorSpec", "cpu_info",
-    "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
+    "generate", "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
     "QuantizationError", "ParityError", "__version__",
 ]
 

@@ -351,6 +351,8 @@ def bench(
     markdown: Annotated[Path | None, typer.Option(help="Write Markdown here")] = None,
     compare_to: Annotated[Path | None, typer.Option(help="An earlier `bench --json` file: flag regressions beyond the noise (exit 1)")] = None,
     min_change: Annotated[float, typer.Option(help="With --compare-to: smallest slowdown that counts, however low the noise")] = 0.05,
+    generate: Annotated[int | None, typer.Option("--generate", help="KV-cache exports: time generating N tokens "
+                                                 "(TTFT, tokens/s, step percentiles) over --rounds runs")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark models x devices x precisions x batch sizes in one process, interleaved; cold start shown apart.
@@ -361,6 +363,8 @@ def bench(
 
     Example: edgeai bench cnn.onnx cnn.int8.onnx --device cpu --device openvino:CPU --batch 1,8 --plot bench.png
     """
+    if generate is not None:
+        return _bench_generate(models, device or ["cpu"], generate, warmup, rounds, threads, json_out)
     from edgeai.bench import bench_matrix, physical_cores
     from edgeai.report import (
         bench_csv,
@@ -542,6 +546,16 @@ def _read_json_option(text: str | None, option: str) -> Any:
         raise EdgeAIError(f"{option} takes a JSON object or a .json file; could not parse {text!r}: {e}") from None
 
 
+def _parse_ids(text: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise EdgeAIError(f"bad --prompt-ids {text!r}; expected comma-separated token ids like 1,2,3") from None
+    if not ids:
+        raise EdgeAIError("--prompt-ids is empty; give at least one token id")
+    return ids
+
+
 @app.command()
 @command
 def deploy(
@@ -632,6 +646,74 @@ def _print_bundle(data: dict[str, Any], json_out: bool) -> None:
     if bad:
         typer.echo(f"error: bundle files do not match the manifest: {bad}; do not deploy it", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+@command
+def generate(
+    model: Annotated[str, typer.Argument(help="Decoder .onnx (text-generation-with-past) or encoder-decoder folder")],
+    prompt_ids: Annotated[str | None, typer.Option(help="Prompt token ids, comma-separated")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Prompt text (needs --tokenizer)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Local tokenizer folder: text in and out")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most new tokens to generate")] = 32,
+    device: Annotated[str, typer.Option(help="Device string")] = "cpu",
+    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy argmax")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all)")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling probability mass")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep the KV cache (--no-cache re-runs "
+                                        "the whole sequence every step)")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate tokens with a KV-cache export on a device; reports time to first token and tokens/s.
+
+    Example: edgeai generate gpt2.onnx --prompt-ids 5,6,7 --max-new-tokens 32 --device openvino:CPU
+    """
+    import edgeai
+    from edgeai.generate import load_tokenizer
+
+    if (prompt_ids is None) == (prompt is None):
+        raise EdgeAIError("give exactly one of --prompt-ids 1,2,3 or --prompt TEXT (with --tokenizer DIR)")
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    if prompt is not None and tok is None:
+        raise EdgeAIError("--prompt needs --tokenizer DIR (a local tokenizer folder); or pass --prompt-ids")
+    ids = _parse_ids(prompt_ids) if prompt_ids is not None else list(tok(prompt)["input_ids"])
+    result = edgeai.generate(model, [ids], max_new_tokens, device=device, do_sample=sample, temperature=temperature,
+                             top_k=top_k, top_p=top_p, seed=seed, use_cache=cache)
+    new = result.tokens[0].tolist()
+    text = tok.decode(new, skip_special_tokens=True) if tok is not None else None
+    if json_out:
+        return _print_json({**result.to_dict(), "prompt_ids": ids, "text": text})
+    c = _out()
+    rt = result.runtime
+    c.print(f"generated {result.new_tokens} tokens ({result.stop_reason}) on {rt['engine']} {rt['engine_version']} "
+            f"{','.join(rt['devices_in_effect'])} @ {rt['precision']}")
+    c.print(f"  tokens: {new}")
+    if text is not None:
+        c.print(f"  text: {text}")
+    rate = f"{result.tokens_per_s:.1f} tokens/s" if result.tokens_per_s else "n/a tokens/s (one step)"
+    c.print(f"  time to first token {result.time_to_first_token_ms:.2f} ms, {rate} after it, "
+            f"total {result.total_ms:.1f} ms")
+
+
+def _bench_generate(models: list[str], devices: list[str], new_tokens: int, warmup: int, rounds: int,
+                    threads: int | None, json_out: bool) -> None:
+    """``edgeai bench --generate N``: one generation benchmark per model x device."""
+    from edgeai.generate import benchmark_generation
+    from edgeai.report import table
+
+    opts = {"threads": threads} if threads else {}
+    results = [benchmark_generation(path, name=f"{Path(path).name}@{d}", new_tokens=new_tokens, rounds=rounds,
+                                    warmup=min(warmup, 2), device=d, **opts)
+               for path in models for d in devices]
+    if json_out:
+        return _print_json({"generation": [r.to_dict() for r in results]})
+    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), r.time_to_first_token.p50,
+             r.tokens_per_s, r.step_latency.p50, r.step_latency.p90, r.step_latency.p99) for r in results]
+    _out().print(table(f"generation: {new_tokens} new tokens after an 8-token prompt, {rounds} rounds",
+                       ["config", "engine", "precision", "ttft_ms", "tokens_s", "step_p50_ms", "step_p90_ms",
+                        "step_p99_ms"], rows))
 
 
 def main() -> None:

@@ -123,6 +123,10 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
     """
     from edgeai.sources import resolve
 
+    if task is not None and task.endswith("-with-past"):  # KV-cache decoders: edgeai.exporters.generation
+        from edgeai.exporters.generation import export_with_past
+
+        return export_with_past(model, path, task=task, opset=opset, exporter=exporter, validate=validate, atol=atol)
     if exporter not in ("auto", *EXPORTERS):
         raise ExportError(f"unknown exporter {exporter!r}; use auto, {', '.join(EXPORTERS)}")
     path = Path(path)

@@ -1,0 +1,214 @@
+"""Parity of generation, and quantizing KV-cache decoders with it as the acceptance test.
+
+For a decoder, one forward's tensors are the wrong yardstick: what users see is the generated
+text. ``compare_generation`` measures two things over a set of prompts:
+
+- greedy token agreement under teacher forcing: the candidate is fed the reference's tokens and
+  must pick the same greedy token at each step (one flipped token does not fail every later step);
+- per-step logit cosine on those same prefixes;
+- free-running agreement, reported alongside: each model generates on its own; the fraction of
+  positions that match, how many prompts match exactly, and the first step where they diverge.
+  One near-tie flip makes the rest of a free-running generation differ, so it is not the criterion.
+
+``quantize_generation`` quantizes the decoder (and the encoder of an encoder-decoder) with
+:func:`edgeai.quantize`, calibrating and evaluating on feeds recorded from real generations with
+the FP32 model, and accepts the result by that generation parity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeai.errors import QuantizationError
+
+
+@dataclass(frozen=True)
+class GenerationParity:
+    """Greedy token agreement and per-step logit cosine of a candidate against a reference."""
+
+    token_agreement: float  # teacher-forced: fraction of steps whose greedy token equals the reference's
+    step_cosine: tuple[float, ...]  # teacher-forced logit cosine per step, the minimum over prompts
+    free_running_agreement: float  # each model on its own: fraction of token positions that match
+    exact_prompts: int  # prompts whose free-running generation matched token for token
+    prompts: int
+    first_divergence: tuple[int | None, ...]  # per prompt: first differing step, None if identical
+    min_token_agreement: float
+    min_cosine: float
+    reference: dict[str, Any]
+    candidate: dict[str, Any]
+
+    @property
+    def worst_cosine(self) -> float:
+        return min(self.step_cosine) if self.step_cosine else 1.0
+
+    @property
+    def mean_cosine(self) -> float:
+        return float(np.mean(self.step_cosine)) if self.step_cosine else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.token_agreement >= self.min_token_agreement and self.worst_cosine >= self.min_cosine
+
+    def verdict(self) -> str:
+        where = f"{self.candidate.get('engine')} {self.candidate.get('device')} ({self.candidate.get('precision')})"
+        return (f"{'PASS' if self.passed else 'FAIL'}: {where} vs {self.reference.get('precision')} reference: "
+                f"greedy tokens agree on {self.token_agreement:.1%} of steps (teacher-forced; need >= "
+                f"{self.min_token_agreement:.0%}), step logit cosine min {self.worst_cosine:.5f} mean "
+                f"{self.mean_cosine:.5f} (need >= {self.min_cosine}); free-running {self.free_running_agreement:.1%} "
+                f"of tokens, {self.exact_prompts}/{self.prompts} prompts identical")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "token_agreement": self.token_agreement,
+                "step_cosine": [round(c, 6) for c in self.step_cosine], "worst_cosine": self.worst_cosine,
+                "mean_cosine": self.mean_cosine, "free_running_agreement": self.free_running_agreement,
+                "exact_prompts": self.exact_prompts, "prompts": self.prompts,
+                "first_divergence": list(self.first_divergence),
+                "min_token_agreement": self.min_token_agreement, "min_cosine": self.min_cosine,
+                "reference": self.reference, "candidate": self.candidate, "verdict": self.verdict()}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
+
+
+def default_prompts(vocab: int, count: int = 4, length: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Random prompts ``[1, length]`` within the vocabulary (ids 0-1 are often special: skipped)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(2, max(vocab, 3), (1, length), dtype=np.int64) for _ in range(count)]
+
+
+def compare_generation(reference: Any, candidate: Any, prompts: Sequence[Any] | None = None, *,
+                       max_new_tokens: int = 32, device: str = "cpu", reference_device: str = "cpu",
+                       min_token_agreement: float = 0.9, min_cosine: float = 0.99) -> GenerationParity:
+    """Compare greedy generation of two KV-cache models (e.g. FP32 and INT8, or two devices).
+
+    Args:
+        reference, candidate: anything :func:`edgeai.generate.load_generative` accepts.
+        prompts: prompt id arrays (``[1, seq]`` each); default four random prompts of 8 tokens.
+        max_new_tokens: tokens per prompt (EOS is ignored so both run the same number of steps).
+        device, reference_device: devices for paths.
+        min_token_agreement, min_cosine: the pass criteria.
+    """
+    from edgeai.generate import generate, load_generative
+
+    ref = load_generative(reference, reference_device)
+    cand = load_generative(candidate, device)
+    prompts = list(prompts) if prompts is not None else default_prompts(int(ref.config.get("vocab_size") or 100))
+    agree = total = exact = hits = steps = 0
+    divergence: list[int | None] = []
+    cosines: list[list[float]] = []
+    for prompt in prompts:
+        r = generate(ref, prompt, max_new_tokens, stop_on_eos=False, keep_logits=True)
+        c = generate(cand, prompt, max_new_tokens, stop_on_eos=False)
+        forced = generate(cand, prompt, max_new_tokens, stop_on_eos=False, keep_logits=True,
+                          forced_tokens=r.tokens)
+        same = r.tokens == c.tokens
+        agree, total = agree + int(same.sum()), total + same.size
+        diff = np.flatnonzero(~same.all(axis=0))
+        divergence.append(int(diff[0]) if diff.size else None)
+        exact += int(not diff.size)
+        cosines.append([_cosine(a, b) for a, b in zip(r.logits, forced.logits, strict=True)])
+        hits += sum(int((f.argmax(-1) == t).all()) for f, t in zip(forced.logits, r.tokens.T, strict=True))
+        steps += r.new_tokens
+    per_step = tuple(float(min(col)) for col in zip(*cosines, strict=True))
+    return GenerationParity(hits / steps, per_step, agree / total, exact, len(prompts), tuple(divergence),
+                            min_token_agreement, min_cosine, ref.describe().to_dict(), cand.describe().to_dict())
+
+
+@dataclass(frozen=True)
+class GenerationQuantizeResult:
+    """The quantized file(s), each part's :class:`~edgeai.quantize.QuantizeResult`, and generation parity."""
+
+    src: Path
+    dst: Path
+    mode: str
+    parts: dict[str, Any]  # "decoder" (and "encoder") -> QuantizeResult
+    parity: GenerationParity
+
+    @property
+    def size_before(self) -> int:
+        return sum(p.size_before for p in self.parts.values())
+
+    @property
+    def size_after(self) -> int:
+        return sum(p.size_after for p in self.parts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"src": str(self.src), "dst": str(self.dst), "mode": self.mode, "size_before": self.size_before,
+                "size_after": self.size_after, "parts": {k: v.to_dict() for k, v in self.parts.items()},
+                "parity": self.parity.to_dict()}
+
+
+def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int) -> dict[str, list[dict]]:
+    """Decoder (and encoder) feeds from real FP32 generations: calibration and evaluation data."""
+    from edgeai.generate import generate
+
+    steps: list[dict] = []
+    for prompt in prompts:
+        generate(gm, prompt, max_new_tokens, stop_on_eos=False, on_step=lambda f: steps.append(dict(f)))
+    out = {"decoder": steps[:: max(1, len(steps) // 16)]}  # a spread of steps: prompt steps and decode steps
+    if gm.is_seq2seq:
+        out["encoder"] = [{"input_ids": p, "attention_mask": np.ones_like(p)} for p in prompts]
+    return out
+
+
+def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str = "dynamic",
+                        device: str = "cpu", prompts: Sequence[Any] | None = None, max_new_tokens: int = 32,
+                        min_token_agreement: float = 0.9, min_cosine: float = 0.99, force: bool = False,
+                        **options: Any) -> GenerationQuantizeResult:
+    """Quantize a KV-cache decoder (``.onnx``) or encoder-decoder folder; accept it by generation parity.
+
+    Each file goes through :func:`edgeai.quantize` (calibrated and evaluated on feeds recorded from
+    FP32 generations on ``prompts``); the result must then reach ``min_token_agreement`` greedy token
+    agreement and ``min_cosine`` per-step logit cosine on ``device``.
+
+    Raises:
+        QuantizationError: bad paths or mode; ``ToleranceNotMet`` (exit code 1) when generation
+            parity fails and ``force`` is False; then nothing is written.
+    """
+    from edgeai.generate import DECODER_FILE, ENCODER_FILE, load_generative
+    from edgeai.quantize import ToleranceNotMet, quantize
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")
+    folder = src.is_dir()
+    if folder != (dst.suffix != ".onnx"):
+        raise QuantizationError(f"{src} is {'a folder' if folder else 'a file'}; the output {dst} must be "
+                                f"{'a folder' if folder else 'an .onnx file'} too")
+    ref = load_generative(src, "cpu")
+    prompts = [np.asarray(p, dtype=np.int64).reshape(1, -1) for p in prompts] if prompts is not None \
+        else default_prompts(int(ref.config.get("vocab_size") or 100))
+    feeds = _recorded_feeds(ref, prompts, max_new_tokens)
+    names = {"decoder": DECODER_FILE, "encoder": ENCODER_FILE} if folder else {"decoder": dst.name}
+    files = {role: (src / name if folder else src) for role, name in names.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    calibration = options.pop("calibration", None)
+    parts: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix=".edgeai-gq-", dir=dst.parent) as work:
+        for role, path in files.items():
+            parts[role] = quantize(path, Path(work) / names[role], mode=mode, device=device, force=True,
+                                   calibration=calibration or feeds[role], eval_inputs=feeds[role], **options)
+        staged = Path(work) if folder else Path(work) / names["decoder"]
+        parity = compare_generation(src, staged, prompts, max_new_tokens=max_new_tokens, device=device,
+                                    min_token_agreement=min_token_agreement, min_cosine=min_cosine)
+        if not parity.passed and not force:
+            raise ToleranceNotMet(f"{mode} quantization changes generation too much, so nothing was written: "
+                                  f"{parity.verdict()}. Try another mode, or force=True to write it anyway")
+        if folder:
+            dst.mkdir(exist_ok=True)
+        for role, name in names.items():
+            final = dst / name if folder else dst
+            os.replace(Path(work) / name, final)
+            parts[role] = dataclasses.replace(parts[role], dst=final)
+    return GenerationQuantizeResult(src, dst, mode, parts, parity)
