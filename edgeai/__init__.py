@@ -39,7 +39,7 @@ from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhe
 __all__ = [
     "export", "ExportResult", "quantize", "QuantizeResult", "load", "devices", "Model", "RuntimeInfo",
     "compare", "Tolerance", "ParityReport", "benchmark", "BenchReport", "TensorSpec", "cpu_info",
-    "generate", "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
+    "generate", "deploy", "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
     "QuantizationError", "ParityError", "__version__",
 ]
 
