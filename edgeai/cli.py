@@ -133,43 +133,69 @@ def quantize(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output .onnx path")],
     mode: Annotated[str, typer.Option(help="dynamic | static | fp16 | openvino-int8 | auto")] = "auto",
     calib: Annotated[str | None, typer.Option(help="Folder of .npy/.npz, a .npz, pkg.mod:fn, or random:N")] = None,
-    device: Annotated[str, typer.Option(help="Device for parity (and latency, for auto)")] = "cpu",
+    eval_data: Annotated[str | None, typer.Option("--eval", help="Held-out parity inputs (same forms as --calib)")] = None,
+    device: Annotated[str, typer.Option(help="Device for parity and latency (auto: the target)")] = "cpu",
     min_cosine: Annotated[float | None, typer.Option(help="Tolerance: minimum output cosine")] = None,
     min_top1: Annotated[float | None, typer.Option(help="Tolerance: minimum top-1 agreement (0-1)")] = None,
     method: Annotated[str | None, typer.Option(help="static calibration: minmax | entropy | percentile")] = None,
     per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight granularity")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeat)")] = None,
+    min_speedup: Annotated[float | None, typer.Option(help="auto: INT8 must be this much faster than FP32")] = None,
     force: Annotated[bool, typer.Option(help="Write the file even if parity fails")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Quantize an ONNX model and prove it still matches the original.
+    """Quantize an ONNX model and prove it still matches the original (exit 1 if it does not).
 
-    Example: edgeai quantize cnn.onnx -o cnn.int8.onnx --mode static --calib calib.npz
+    Example: edgeai quantize cnn.onnx -o cnn.int8.onnx --mode auto --calib calib.npz --device openvino:CPU
     """
+    from dataclasses import replace
+
     import edgeai
-    from edgeai.parity import Tolerance
+    from edgeai.onnxfile import load_proto, read_metadata
+    from edgeai.quantize.measure import default_tolerance
 
     tol = None
     if min_cosine is not None or min_top1 is not None:
-        base = Tolerance.for_precision("f16" if mode == "fp16" else "int8")
-        tol = Tolerance(None, None, min_cosine if min_cosine is not None else base.min_cosine,
-                        min_top1 if min_top1 is not None else base.min_top1)
+        task = read_metadata(load_proto(src)).get("task") if src.exists() else None
+        base = default_tolerance("f16" if mode == "fp16" else "int8", task)
+        tol = replace(base, min_cosine=min_cosine if min_cosine is not None else base.min_cosine,
+                                min_top1=min_top1 if min_top1 is not None else base.min_top1)
     options: dict[str, Any] = {}
     if method:
         options["calibrate_method"] = method
     if per_channel is not None:
         options["per_channel"] = per_channel
-    result = edgeai.quantize(src, output, mode=mode, calibration=calib, device=device, tolerance=tol, force=force,
-                             **options)
+    if exclude:
+        options["nodes_to_exclude"] = list(exclude)
+    if min_speedup is not None:
+        options["min_speedup"] = min_speedup
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = edgeai.quantize(src, output, mode=mode, calibration=calib, eval_inputs=eval_data, device=device,
+                                 tolerance=tol, force=force, **options)
+    for w in caught:  # ours (random calibration, fallbacks) as one line each; library chatter only with --debug
+        if str(w.message).startswith(("calibrating on random", "edgeai:")) or _state["debug"]:
+            typer.echo(f"warning: {w.message}", err=True)
     if json_out:
         return _print_json(result)
     from edgeai.report import table
 
     c = _out()
-    rows = [("size KB", result.size_before / 1024, result.size_after / 1024)]
-    if result.latency:
-        rows.append(("p50 ms", result.latency.get("fp32_p50_ms"), result.latency.get("p50_ms")))
-    c.print(table(f"{result.mode} -> {result.dst}", ["", "before", "after"], rows))
+    lat, worst = result.latency or {}, result.parity.worst
+    rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
+            (f"p50 ms on {device} (batch 1)", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
+            ("output cosine (worst)", 1.0, worst.cosine)]
+    if worst.top1 is not None:
+        rows.append(("top-1 agreement", 1.0, worst.top1))
+    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
+    if result.candidates:
+        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "p50 ms",
+                                              "speedup", "error"],
+                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
+                        (r["error"] or "")[:60]) for r in result.candidates]))
     c.print(result.parity.verdict())
+    if lat.get("speedup") is not None:
+        c.print(f"speedup vs FP32 on {device}: {lat['speedup']}x")
     if result.config:
         c.print(f"config: {result.config}")
     if result.excluded_nodes:

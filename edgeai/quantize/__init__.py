@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.errors import QuantizationError
 
 # mode -> "module:function(src, dst, specs, calibration, **options) -> dict of what was applied"
 MODES: dict[str, str] = {
@@ -64,48 +66,55 @@ def model_size(path: Path) -> int:
 
 
 def run_mode(mode: str, src: Path, dst: Path, specs: list[Any], calibration: Any, options: dict[str, Any]) -> dict:
+    """Run one mode's function (``MODES``) from ``src`` into ``dst``; returns what it applied."""
+    import inspect
+
     module, fn = MODES[mode].split(":")
-    try:
-        func = getattr(importlib.import_module(module), fn)
-    except ImportError as e:
-        raise QuantizationError(f"mode {mode!r} needs a package that is not installed ({e.name}); "
-                                f"pip install edgeai[{'nncf' if 'openvino' in mode else 'extras'}]") from e
+    func = getattr(importlib.import_module(module), fn)
+    accepted = set(inspect.signature(func).parameters) - {"src", "dst", "specs", "calibration"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise QuantizationError(f"unknown option(s) for mode {mode}: {unknown}; it takes {sorted(accepted)}")
     return func(src, dst, specs, calibration, **options)
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calibration: Any = None,
              device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int = 16,
-             force: bool = False, **options: Any) -> QuantizeResult:
+             force: bool = False, latency: bool = True, **options: Any) -> QuantizeResult:
     """Quantize an ONNX file and prove the result still matches it.
 
     Args:
         src: the FP32 ``.onnx`` file (never modified).
-        dst: where to write the quantized file (atomically).
+        dst: where to write the quantized ``.onnx`` file (atomically).
         mode: ``dynamic``, ``static``, ``fp16``, ``openvino-int8`` or ``auto``.
-        calibration: data for static/openvino-int8/auto (see ``edgeai.quantize.calibration``);
-            ``None`` means random samples, with a warning.
-        device: where parity (and, for ``auto``, latency) is measured.
-        tolerance: a :class:`~edgeai.parity.Tolerance`; default by precision (INT8: cosine >= 0.995,
-            top-1 >= 99%).
+        calibration: data for static/openvino-int8/auto (see ``edgeai.quantize.calibration``): a
+            folder of ``.npy``/``.npz``, a ``.npz`` with a leading sample axis, ``"pkg.mod:callable"``,
+            ``"random:N"``, or a list of feed dicts; ``None`` means random samples, with a warning.
+        device: where parity (and latency) is measured; the FP32 reference runs on onnxruntime CPU.
+        tolerance: a :class:`~edgeai.parity.Tolerance`; default by precision and task (INT8: cosine
+            >= 0.995, plus top-1 >= 99% for classifiers; FP16: cosine >= 0.999).
         eval_inputs: parity inputs (same forms as calibration); default: calibration samples.
         force: write the file even when parity fails (the failure is recorded in its metadata).
+        latency: also time FP32 and the result on ``device`` (interleaved) for the result's table.
         **options: mode options, e.g. ``per_channel``, ``reduce_range``, ``calibrate_method``,
-            ``nodes_to_exclude``, ``keep_io_types``, ``preset``.
+            ``activation_type``, ``weight_type``, ``nodes_to_exclude`` (static/dynamic/openvino-int8);
+            ``keep_io_types``, ``op_block_list`` (fp16); ``preset``, ``model_type`` (openvino-int8);
+            ``candidates``, ``min_speedup``, ``max_excluded_fraction`` (auto).
 
     Raises:
         ModelLoadError: ``src`` is missing or not ONNX.
-        QuantizationError: unknown mode, already-quantized input, bad calibration data, or the
-            tolerance is not met (``ToleranceNotMet``, exit code 1; no file is written).
+        QuantizationError: unknown mode, already-quantized input, or the tolerance is not met
+            (``ToleranceNotMet``, exit code 1; no file is written).
+        InputMismatchError: calibration or evaluation data do not match the model's inputs.
     """
-    from edgeai.atomic import atomic_path
-    from edgeai.onnxfile import graph_precision, io_specs, load_proto, read_metadata, write_metadata
-    from edgeai.parity import Tolerance, compare
+    from edgeai.onnxfile import graph_precision, io_specs, load_proto, read_metadata
 
     if mode not in MODES:
         raise QuantizationError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".onnx":
-        raise QuantizationError(f"output path {dst} should end in .onnx")
+        raise QuantizationError(f"output path {dst} should end in .onnx (every mode writes ONNX, openvino-int8 "
+                                "included: a QDQ model both engines run)")
     if src.resolve() == dst.resolve():
         raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")
     proto = load_proto(src)
@@ -115,54 +124,77 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         raise QuantizationError(f"{src} is already {precision} (mode {meta.get('mode', '?')}); quantize the FP32 "
                                 "export instead")
     specs, _ = io_specs(proto)
+    task = read_metadata(proto).get("task")
     del proto
     if mode == "auto":
         from edgeai.quantize.auto import quantize_auto
 
         return quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
                              eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
+    return _quantize_one(src, dst, mode, specs, task, calibration, device, tolerance, eval_inputs, eval_samples,
+                         force, latency, options)
+
+
+def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str | None, calibration: Any,
+                  device: str, tolerance: Any, eval_inputs: Any, eval_samples: int, force: bool, latency: bool,
+                  options: dict[str, Any]) -> QuantizeResult:
+    import onnx
+
+    from edgeai.atomic import atomic_path, save_onnx
+    from edgeai.onnxfile import write_metadata
+    from edgeai.quantize.measure import (
+        default_tolerance,
+        eval_feeds,
+        latencies,
+        load_on,
+        parity_on,
+        quiet_ort_quantization,
+        timing_feed,
+    )
+
     t0 = time.perf_counter()
     notes: list[str] = []
+    tol = tolerance or default_tolerance("f16" if mode == "fp16" else "int8", task)
+    evals, note = eval_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
+    notes += [note] if note else []
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:
         out = Path(work) / dst.name
-        config = run_mode(mode, src, out, specs, calibration, dict(options))
+        with quiet_ort_quantization():
+            config = run_mode(mode, src, out, specs, calibration, dict(options))
         notes += config.pop("notes", [])
-        evals = _eval_feeds(eval_inputs, calibration, specs, eval_samples)
-        try:
-            parity = compare(src, _load(out, device), evals,
-                             tolerance=tolerance or Tolerance.for_precision("f16" if mode == "fp16" else "int8"))
-        except EdgeAIError as e:
-            raise QuantizationError(f"the {mode} model does not run on {device}: {e}") from e
-        elapsed = time.perf_counter() - t0
+        reference = load_on(src, "cpu", "FP32")
+        candidate = load_on(out, device, mode)
+        parity = parity_on(reference, candidate, evals, tol, mode)
         if not parity.passed and not force:
             raise ToleranceNotMet(f"{mode} quantization is out of tolerance, so nothing was written: "
                                   f"{parity.verdict()}. Try --mode auto (it excludes sensitive layers), real "
                                   "calibration data, or --force to write it anyway")
-        import onnx
-
+        timing: dict[str, Any] = {}
+        if latency:
+            lat = latencies([("fp32", load_on(src, device, "FP32")), (mode, candidate)], timing_feed(evals),
+                            iterations=60, rounds=3)
+            timing = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": lat[mode]["p50_ms"],
+                      "speedup": lat[mode]["speedup"], "batch": 1}
+        worst = parity.worst
         model = onnx.load(str(out))
-        write_metadata(model, {"quantization": {"mode": mode, "config": config, "device": device,
-                                                "parity": {"passed": parity.passed, "verdict": parity.verdict()}}})
-        from edgeai.atomic import save_onnx
-
+        write_metadata(model, {"quantization": {
+            "mode": mode, "config": config, "device": device, "tolerance": tol.to_dict(), "latency": timing,
+            "parity": {"passed": parity.passed, "verdict": parity.verdict(), "cosine": round(worst.cosine, 6),
+                       "top1": None if worst.top1 is None else round(worst.top1, 4)}}})
         with atomic_path(dst) as tmp:
             save_onnx(model, tmp)
-    return QuantizeResult(src, dst, mode, config, model_size(src), model_size(dst), parity, device, elapsed,
-                          tuple(config.get("nodes_to_exclude") or ()), tuple(notes))
+    return QuantizeResult(src, dst, mode, config, model_size(src), model_size(dst), parity, device,
+                          time.perf_counter() - t0, tuple(config.get("nodes_to_exclude") or ()), tuple(notes),
+                          latency=timing)
 
 
-def _load(path: Path, device: str) -> Any:
-    from edgeai.runtimes import load
+class _CallableModule(types.ModuleType):
+    """``edgeai.quantize`` is both this package and the function above. Importing any submodule
+    (``edgeai.quantize.calibration``) before the first ``edgeai.quantize(...)`` makes Python bind the
+    package, not the function, as ``edgeai.quantize``; calling the package then calls the function."""
 
-    return load(path, device)
+    def __call__(self, *args: Any, **kwargs: Any) -> QuantizeResult:
+        return quantize(*args, **kwargs)
 
 
-def _eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> list[dict]:
-    from edgeai.quantize.calibration import load_samples
-    from edgeai.specs import make_inputs
-
-    if eval_inputs is not None:
-        return list(load_samples(eval_inputs, specs, limit=n))
-    if calibration is not None and not (isinstance(calibration, str) and calibration.startswith("random")):
-        return list(load_samples(calibration, specs, limit=n))
-    return [make_inputs(specs, {"batch": 2}, seed=500 + i) for i in range(n)]
+sys.modules[__name__].__class__ = _CallableModule

@@ -55,15 +55,57 @@ def load_samples(source: Any, specs: Sequence[TensorSpec], *, limit: int | None 
         raise InputMismatchError(f"calibration source {label} gave no samples")
 
 
+def is_random(source: Any) -> bool:
+    """``random`` or ``random:N``: samples drawn from the input specs."""
+    return isinstance(source, str) and (source == "random" or source.startswith("random:"))
+
+
+def collect_samples(source: Any, specs: Sequence[TensorSpec], limit: int | None = None, *,
+                    description: str = "calibration samples") -> list[dict[str, np.ndarray]]:
+    """Read and check calibration samples into a list, with a progress bar over the samples.
+
+    ``source`` is any form :func:`load_samples` takes; ``None`` means ``random:32`` (with a warning).
+    """
+    from edgeai.report import progress
+
+    source = "random:32" if source is None else source
+    total = _count(source, limit)
+    samples = []
+    with progress(description, total=total) as advance:
+        for feed in load_samples(source, specs, limit=limit):
+            samples.append(feed)
+            advance()
+    return samples
+
+
+def _count(source: Any, limit: int | None) -> int | None:
+    """How many samples a source will give, where that is cheap to know (for the progress bar)."""
+    n: int | None = None
+    if isinstance(source, (list, tuple)):
+        n = len(source)
+    elif is_random(source):
+        count = str(source).partition(":")[2] or "32"
+        n = int(count) if count.isdigit() else None
+    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+        n = sum(1 for p in Path(source).iterdir() if p.suffix in (".npy", ".npz"))
+    if n is None:
+        return limit
+    return min(n, limit) if limit is not None else n
+
+
 def _raw_samples(source: Any, specs: list[TensorSpec], batch: int) -> Iterator[dict[str, Any]]:
     if not isinstance(source, (str, Path)):
         yield from source  # already an iterable of feed dicts
         return
     text = str(source)
-    if text.startswith("random"):
-        n = int(text.partition(":")[2] or 32)
-        warnings.warn("calibrating on random inputs: quantization ranges will not match real data, so INT8 "
-                      "accuracy may drop; pass real samples with --calib", stacklevel=3)
+    if is_random(text):
+        count = text.partition(":")[2] or "32"
+        if not count.isdigit() or int(count) < 1:
+            raise InputMismatchError(f"bad calibration source {text!r}; use random:N with N >= 1, e.g. random:64")
+        n = int(count)
+        warnings.warn("calibrating on random inputs: quantization ranges then come from noise, not from the "
+                      "activations real data produces, so INT8 accuracy may drop and parity is judged on "
+                      "unrealistic inputs; pass real samples with --calib", stacklevel=3)
         for i in range(n):
             yield make_inputs(specs, {"batch": batch}, seed=1000 + i)
         return
@@ -95,7 +137,13 @@ def _raw_samples(source: Any, specs: list[TensorSpec], batch: int) -> Iterator[d
         from edgeai.sources import _import_factory
 
         fn = _import_factory(text)
-        yield from fn()
+        try:
+            samples = fn() if callable(fn) else fn
+            iterator = iter(samples)
+        except Exception as e:
+            raise InputMismatchError(f"calibration callable {text} failed: {type(e).__name__}: {e}; it should "
+                                     "return (or yield) feed dicts of input name -> array") from e
+        yield from iterator
         return
     raise InputMismatchError(f"calibration source {text!r} not found; use a folder of .npy/.npz files, a .npz "
                              "with a leading sample axis, 'pkg.mod:callable', or 'random:N'")

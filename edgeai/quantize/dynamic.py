@@ -24,11 +24,15 @@ def quantize_dynamic(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     wtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}.get(weight_type)
     if wtype is None:
         raise QuantizationError(f"weight_type must be int8 or uint8; got {weight_type!r}")
+    excluded = list(nodes_to_exclude or [])
+    # quantize_dynamic rewrites each Gemm into a MatMul named "<gemm>_MatMul" before it reads
+    # nodes_to_exclude, so a Gemm's own name would not match: pass both.
+    names = excluded + [f"{n}_MatMul" for n in excluded]
     try:
         ort_quantize_dynamic(str(src), str(dst), per_channel=per_channel, reduce_range=reduce_range,
-                             weight_type=wtype, nodes_to_exclude=nodes_to_exclude or [],
+                             weight_type=wtype, nodes_to_exclude=names,
                              op_types_to_quantize=op_types or None)
     except Exception as e:
         raise QuantizationError(f"onnxruntime quantize_dynamic failed on {src}: {type(e).__name__}: {e}") from e
     return {"per_channel": per_channel, "reduce_range": reduce_range, "weight_type": weight_type,
-            "nodes_to_exclude": list(nodes_to_exclude or []), "op_types": op_types, "notes": notes}
+            "nodes_to_exclude": excluded, "op_types": op_types, "notes": notes}

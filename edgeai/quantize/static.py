@@ -28,39 +28,44 @@ def _reader(samples: list[dict]) -> Any:
 
 
 def calibration_samples(calibration: Any, specs: list[Any], limit: int) -> list[dict]:
-    from edgeai.quantize.calibration import load_samples
-    from edgeai.report import progress
+    from edgeai.quantize.calibration import collect_samples
 
-    source = calibration if calibration is not None else "random:32"
-    samples = []
-    with progress("calibration samples", total=None) as advance:
-        for feed in load_samples(source, specs, limit=limit):
-            samples.append(feed)
-            advance()
-    return samples
+    return collect_samples(calibration, specs, limit)
 
 
 def preprocess(src: Path, work: Path) -> tuple[Path, str | None]:
-    """onnxruntime's quant_pre_process (shape inference + optimization); on failure keep the original."""
+    """onnxruntime's quant_pre_process (shape inference + optimization); on failure keep the original.
+
+    It runs with ``work`` as the current directory: when its symbolic shape inference fails it
+    leaves ``sym_shape_infer_temp.onnx`` and a ``<uuid>.data`` file in the current directory.
+    """
+    import os
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = work / "preprocessed.onnx"
+    cwd = os.getcwd()
+    os.chdir(work)
     try:
-        quant_pre_process(str(src), str(out), skip_symbolic_shape=False)
-        return out, None
-    except Exception as first:
         try:
-            quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
-            return out, f"quant_pre_process: symbolic shape inference failed ({type(first).__name__}); ran without it"
-        except Exception as e:
-            return src, f"quant_pre_process failed ({type(e).__name__}: {str(e)[:120]}); quantized the export as is"
+            quant_pre_process(str(src.resolve()), str(out.resolve()), skip_symbolic_shape=False)
+            return out, None
+        except Exception as first:
+            try:
+                quant_pre_process(str(src.resolve()), str(out.resolve()), skip_symbolic_shape=True)
+                return out, f"quant_pre_process: symbolic shape inference failed ({type(first).__name__}); ran without it"
+            except Exception as e:
+                return src, f"quant_pre_process failed ({type(e).__name__}: {str(e)[:120]}); quantized the export as is"
+    finally:
+        os.chdir(cwd)
 
 
 def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
                     per_channel: bool = True, reduce_range: bool | None = None, calibrate_method: str = "minmax",
                     activation_type: str = "uint8", weight_type: str = "int8", samples: int = 128,
                     nodes_to_exclude: list[str] | None = None, op_types: list[str] | None = None,
-                    preprocess_model: bool = True, calibration_data: list[dict] | None = None) -> dict:
+                    exclude_op_types: list[str] | None = None, preprocess_model: bool = True,
+                    calibration_data: list[dict] | None = None) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -84,6 +89,11 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
         model_in, note = preprocess(src, Path(work)) if preprocess_model else (src, None)
         if note:
             notes.append(note)
+        if exclude_op_types:
+            import onnx
+
+            present = {n.op_type for n in onnx.load(str(model_in), load_external_data=False).graph.node}
+            op_types = sorted(set(op_types or present) - set(exclude_op_types))
         try:
             ort_quantize_static(str(model_in), str(dst), _reader(data), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel, reduce_range=reduce_range,
@@ -97,4 +107,5 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
             raise QuantizationError(f"onnxruntime quantize_static failed: {type(e).__name__}: {e}") from e
     return {"format": "QDQ", "per_channel": per_channel, "reduce_range": reduce_range,
             "calibrate_method": calibrate_method, "activation_type": activation_type, "weight_type": weight_type,
-            "calibration_samples": len(data), "nodes_to_exclude": list(nodes_to_exclude or []), "notes": notes}
+            "calibration_samples": len(data), "nodes_to_exclude": list(nodes_to_exclude or []),
+            **({"exclude_op_types": list(exclude_op_types)} if exclude_op_types else {}), "notes": notes}

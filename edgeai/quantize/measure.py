@@ -1,0 +1,111 @@
+"""What every quantization result is judged by: parity against the FP32 file and latency on the target.
+
+Shared by the single modes and by ``auto``: default tolerances by task, the evaluation feeds, parity
+on the target device, and interleaved latency of FP32 and the candidates in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeai.errors import EdgeAIError, QuantizationError
+
+
+def default_tolerance(precision: str, task: str | None = None) -> Any:
+    """INT8: cosine >= 0.995 on every output, plus top-1 agreement >= 99% for classifiers.
+
+    ``task`` comes from the export's metadata. A known non-classification task (feature-extraction,
+    text-generation, ...) drops the top-1 criterion: the argmax of an embedding means nothing. An
+    unknown task keeps it, and parity applies it only to classifier-shaped outputs (2-D logits).
+    """
+    from dataclasses import replace
+
+    from edgeai.parity import Tolerance
+
+    tol = Tolerance.for_precision(precision)
+    if task and "classification" not in task:
+        tol = replace(tol, min_top1=None)
+    return tol
+
+
+def eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> tuple[list[dict], str | None]:
+    """Parity inputs: ``eval_inputs``, else the first ``n`` calibration samples, else random ones.
+
+    Returns the feeds and a note when they are not real held-out data.
+    """
+    from edgeai.quantize.calibration import is_random, load_samples
+    from edgeai.specs import make_inputs
+
+    if eval_inputs is not None:
+        return list(load_samples(eval_inputs, specs, limit=n)), None
+    if calibration is not None and not is_random(calibration):
+        return list(load_samples(calibration, specs, limit=n)), \
+            "parity measured on calibration samples (pass eval_inputs / --eval for held-out data)"
+    feeds = [make_inputs(specs, {"batch": 2}, seed=500 + i) for i in range(n)]
+    return feeds, "parity measured on random inputs (pass eval_inputs / --eval for real data)"
+
+
+def load_on(path: Path, device: str, what: str) -> Any:
+    """Load a candidate on the target device; failing to compile or run there is a QuantizationError."""
+    from edgeai.runtimes import load
+
+    try:
+        return load(path, device)
+    except EdgeAIError as e:
+        raise QuantizationError(f"the {what} model does not load on {device}: {e}") from e
+
+
+def parity_on(reference: Any, candidate: Any, feeds: list[dict], tolerance: Any, what: str) -> Any:
+    """``edgeai.compare`` of a loaded candidate against the loaded FP32 reference."""
+    from edgeai.parity import compare
+
+    try:
+        return compare(reference, candidate, feeds, tolerance=tolerance)
+    except EdgeAIError as e:
+        raise QuantizationError(f"the {what} model does not run on {candidate.device}: {e}") from e
+
+
+def timing_feed(feeds: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Batch 1 of the first evaluation feed: the latency an edge app sees per request."""
+    return {k: (v[:1] if np.ndim(v) else v) for k, v in feeds[0].items()}
+
+
+def latencies(models: Sequence[tuple[str, Any]], feed: dict[str, np.ndarray], *, iterations: int = 100,
+              rounds: int = 5, warmup: int = 5) -> dict[str, dict[str, float | None]]:
+    """p50 latency of each model and its speedup over the first one, measured interleaved.
+
+    Uses :func:`edgeai.bench.bench_matrix`: every round runs every model in turn, so load on the
+    machine hits all of them alike, and the speedup is the median of per-round p50 ratios.
+    """
+    from edgeai.bench import bench_matrix
+
+    result = bench_matrix(list(models), (1,), warmup=warmup, iterations=iterations, rounds=rounds,
+                          baseline=models[0][0], inputs=feed)
+    out: dict[str, dict[str, float | None]] = {}
+    for r in result.reports:
+        p50 = r.latency.p50 if r.latency is not None else None
+        out[r.name] = {"p50_ms": None if p50 is None else round(p50, 4),
+                       "speedup": result.speedups.get(f"{r.name}|1")}
+    return out
+
+
+@contextlib.contextmanager
+def quiet_ort_quantization() -> Iterator[None]:
+    """onnxruntime.quantization logs advice on the root logger ("consider pre-processing", axis
+    warnings for 1-D weights) that edgeai has already acted on; keep it off users' terminals."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "/onnxruntime/quantization/" not in record.pathname.replace("\\", "/")
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)

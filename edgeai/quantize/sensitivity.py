@@ -1,0 +1,167 @@
+"""Which nodes of a quantized graph hurt accuracy most: per-tensor quantization error, ranked.
+
+onnxruntime's ``qdq_loss_debug`` does the work: it adds every intermediate tensor of the FP32 model
+and of its QDQ model to their outputs, runs both on the same inputs, and pairs each activation's
+values before and after its QuantizeLinear/DequantizeLinear (and in the FP32 model). We score each
+pair with a *bulk* signal-to-quantization-noise ratio: SQNR over the elements whose magnitude is
+within the 90th percentile. The library's default (SQNR over the whole tensor) misses the classic
+failure: one outlier channel 1000x larger than the rest stretches the INT8 range so that every other
+value rounds to zero, yet the outlier dominates the norm and the whole-tensor SQNR still looks fine.
+
+Each tensor maps to the nodes that produce and consume it (a QDQ pair exists because of them), and
+excluding those nodes keeps the tensor in float. Weights are scored the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Nodes whose INT8 kernels carry the speedup; excluding more than a share of them defeats INT8.
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "MultiHeadAttention", "LSTM", "GRU"}
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """One tensor's quantization error and the nodes to exclude to keep it in float."""
+
+    tensor: str
+    drop_db: float  # how much worse than its upstream activations (higher is worse)
+    sqnr_db: float  # bulk SQNR of the QDQ model's value against the FP32 model's
+    nodes: tuple[str, ...]
+    kind: str = "activation"  # or "weight"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tensor": self.tensor, "kind": self.kind, "nodes": list(self.nodes),
+                "drop_db": _round(self.drop_db), "sqnr_db": _round(self.sqnr_db)}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(v, 2)
+
+
+def bulk_sqnr(reference: Sequence[np.ndarray] | np.ndarray, noisy: Sequence[np.ndarray] | np.ndarray,
+              quantile: float = 0.9) -> float:
+    """SQNR in dB over the reference's elements with ``|x| <= quantile(|x|)`` (inf when exact).
+
+    Outliers are left out of the signal, so noise that wipes out the ordinary values shows up.
+    """
+    ref = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in _as_list(reference)])
+    out = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in _as_list(noisy)])
+    if ref.shape != out.shape or ref.size == 0:
+        return float("nan")
+    mag = np.abs(ref)
+    bulk = mag <= np.quantile(mag, quantile)
+    signal = float(np.linalg.norm(ref[bulk]))
+    noise = float(np.linalg.norm((ref - out)[bulk]))
+    if noise == 0.0:
+        return float("inf")
+    return 20 * math.log10(max(signal, 1e-30) / noise)
+
+
+def _as_list(x: Any) -> list:
+    return [x] if isinstance(x, np.ndarray) else list(x)
+
+
+def rank_sensitive_nodes(float_model: Path, qdq_model: Path, feeds: Sequence[dict], work: Path) -> list[Sensitivity]:
+    """Tensors of ``qdq_model`` (an onnxruntime QDQ quantization of ``float_model``) ranked by how
+    much error appears at them, worst first, each with the nodes that keep it in float.
+
+    The score is the *drop* in bulk SQNR against the FP32 model from a tensor's upstream activations
+    to the tensor itself: error inherited from earlier layers does not count against a layer, so the
+    layer where accuracy is lost ranks first, not the output that merely shows it. Node names are
+    those of ``float_model``: pass them as ``nodes_to_exclude`` when re-quantizing it.
+    """
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        compute_weight_error,
+        create_activation_matching,
+        create_weight_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from edgeai.quantize.measure import quiet_ort_quantization
+
+    with quiet_ort_quantization():
+        float_aug, qdq_aug = work / "sensitivity.float.onnx", work / "sensitivity.qdq.onnx"
+        modify_model_output_intermediate_tensors(str(float_model), str(float_aug))
+        modify_model_output_intermediate_tensors(str(qdq_model), str(qdq_aug))
+        float_acts = collect_activations(str(float_aug), list(feeds))
+        qdq_acts = collect_activations(str(qdq_aug), list(feeds))
+        matching = {k: v for k, v in create_activation_matching(qdq_acts, float_acts).items() if "float" in v}
+        # Against the FP32 model's value, not the QDQ pair's own input: onnxruntime folds a ReLU
+        # into the pair, so "before QDQ" there is the pre-ReLU tensor.
+        act_err = {k: v["xmodel_err"] for k, v in compute_activation_error(matching, err_func=bulk_sqnr).items()}
+        weight_err = compute_weight_error(create_weight_matching(str(float_model), str(qdq_model)),
+                                          err_func=bulk_sqnr)
+
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n.name)
+    ranked = []
+    for tensor, err in act_err.items():
+        upstream = _upstream_sqnr(tensor, producer, act_err)
+        nodes = _group(tensor, producer, consumers)
+        if nodes:
+            ranked.append(Sensitivity(tensor, min(upstream, CAP_DB) - min(err, CAP_DB), err, nodes))
+    for weight, err in weight_err.items():
+        nodes = tuple(n for n in consumers.get(weight, []) if n)
+        if nodes and err < WEIGHT_SUSPECT_DB:
+            ranked.append(Sensitivity(weight, CAP_DB - err, err, nodes, "weight"))
+    ranked.sort(key=lambda s: -s.drop_db if math.isfinite(s.drop_db) else math.inf)
+    return ranked
+
+
+# SQNR above this counts as exact (float32 rounding); per-channel INT8 weights sit near 40-50 dB,
+# so only weights under WEIGHT_SUSPECT_DB are worth keeping in float.
+CAP_DB = 60.0
+WEIGHT_SUSPECT_DB = 30.0
+# Activations onnxruntime folds into the preceding node's QDQ pair: walk through them to the producer.
+_FOLDED = {"Relu", "Clip"}
+
+
+def _group(tensor: str, producer: dict[str, Any], consumers: dict[str, list[str]]) -> tuple[str, ...]:
+    """The nodes to exclude so that ``tensor`` stays float: its consumers, its producer, and the
+    producer's producer where the producer is a ReLU/Clip that onnxruntime folds into a QDQ pair."""
+    names = list(consumers.get(tensor, []))
+    node = producer.get(tensor)
+    while node is not None:
+        names.append(node.name)
+        if node.op_type not in _FOLDED or not node.input:
+            break
+        node = producer.get(node.input[0])
+    return tuple(n for n in dict.fromkeys(names) if n)
+
+
+def _upstream_sqnr(tensor: str, producer: dict[str, Any], err: dict[str, float]) -> float:
+    """Worst bulk SQNR among the measured activations feeding ``tensor`` (graph inputs: exact)."""
+    worst, seen = math.inf, set()
+    stack = list(producer[tensor].input) if tensor in producer else []
+    while stack:
+        name = stack.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        if name in err:
+            worst = min(worst, err[name])
+        elif name in producer:
+            stack.extend(producer[name].input)
+    return worst
+
+
+def compute_nodes(model_path: Path) -> set[str]:
+    """Names of the nodes that do the heavy math (convolutions, matrix multiplies)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return {n.name for n in graph.node if n.op_type in COMPUTE_OPS and n.name}
