@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import edgeai  # noqa: E402
 from edgeai.atomic import write_text  # noqa: E402
 from edgeai.bench import machine_info  # noqa: E402
-from edgeai.generate import benchmark_generation  # noqa: E402
 from edgeai.generate_parity import compare_generation, quantize_generation  # noqa: E402
+from edgeai.generation import benchmark_generation  # noqa: E402
 from edgeai.report import markdown_table  # noqa: E402
 
 

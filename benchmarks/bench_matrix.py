@@ -2,7 +2,7 @@
 Transformer encoder, on every device here and every precision we can hand out (issue 7).
 
 Per model, in ONE process with interleaved rounds: the PyTorch FP32 baseline; FP32; INT8 from
-``edgeai.quantize`` (static QDQ calibrated on real digits for the CNN; dynamic and static for the
+``edgeai.quantization`` (static QDQ calibrated on real digits for the CNN; dynamic and static for the
 encoder); on OpenVINO also the bf16 inference-precision hint. A variant that fails its parity check
 is not benchmarked (the reason is printed); a device or precision that cannot be had is an
 ``unsupported`` cell, never a silent substitute. Writes, into --out: ``<model>.json`` (every number

@@ -15,15 +15,15 @@ __version__ = "0.1.0"
 # public name -> module that defines it; resolved on first access (PEP 562).
 _LAZY = {
     "export": "edgeai.exporters", "ExportResult": "edgeai.exporters",
-    "quantize": "edgeai.quantize", "QuantizeResult": "edgeai.quantize",
+    "quantize": "edgeai.quantization", "QuantizeResult": "edgeai.quantization",
     "load": "edgeai.runtimes", "devices": "edgeai.runtimes", "Model": "edgeai.runtimes.base",
     "RuntimeInfo": "edgeai.runtimes.base",
     "compare": "edgeai.parity", "Tolerance": "edgeai.parity", "ParityReport": "edgeai.parity",
     "benchmark": "edgeai.bench", "BenchReport": "edgeai.bench",
     "TensorSpec": "edgeai.specs",
     "cpu_info": "edgeai.cpu",
-    "deploy": "edgeai.deploy",
-    "generate": "edgeai.generate",
+    "deploy": "edgeai.deployment",
+    "generate": "edgeai.generation",
 }
 
 from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhere)

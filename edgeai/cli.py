@@ -152,7 +152,7 @@ def quantize(
 
     import edgeai
     from edgeai.onnxfile import load_proto, read_metadata
-    from edgeai.quantize.measure import default_tolerance
+    from edgeai.quantization.measure import default_tolerance
 
     tol = None
     if min_cosine is not None or min_top1 is not None:
@@ -697,7 +697,7 @@ def generate(
     Example: edgeai generate gpt2.onnx --prompt-ids 5,6,7 --max-new-tokens 32 --device openvino:CPU
     """
     import edgeai
-    from edgeai.generate import load_tokenizer
+    from edgeai.generation import load_tokenizer
 
     if (prompt_ids is None) == (prompt is None):
         raise EdgeAIError("give exactly one of --prompt-ids 1,2,3 or --prompt TEXT (with --tokenizer DIR)")
@@ -726,7 +726,7 @@ def generate(
 def _bench_generate(models: list[str], devices: list[str], new_tokens: int, warmup: int, rounds: int,
                     threads: int | None, json_out: bool) -> None:
     """``edgeai bench --generate N``: one generation benchmark per model x device."""
-    from edgeai.generate import benchmark_generation
+    from edgeai.generation import benchmark_generation
     from edgeai.report import table
 
     opts = {"threads": threads} if threads else {}

@@ -11,7 +11,7 @@ text. ``compare_generation`` measures two things over a set of prompts:
   One near-tie flip makes the rest of a free-running generation differ, so it is not the criterion.
 
 ``quantize_generation`` quantizes the decoder (and the encoder of an encoder-decoder) with
-:func:`edgeai.quantize`, calibrating and evaluating on feeds recorded from real generations with
+:func:`edgeai.quantization`, calibrating and evaluating on feeds recorded from real generations with
 the FP32 model, and accepts the result by that generation parity.
 """
 
@@ -93,13 +93,13 @@ def compare_generation(reference: Any, candidate: Any, prompts: Sequence[Any] | 
     """Compare greedy generation of two KV-cache models (e.g. FP32 and INT8, or two devices).
 
     Args:
-        reference, candidate: anything :func:`edgeai.generate.load_generative` accepts.
+        reference, candidate: anything :func:`edgeai.generation.load_generative` accepts.
         prompts: prompt id arrays (``[1, seq]`` each); default four random prompts of 8 tokens.
         max_new_tokens: tokens per prompt (EOS is ignored so both run the same number of steps).
         device, reference_device: devices for paths.
         min_token_agreement, min_cosine: the pass criteria.
     """
-    from edgeai.generate import generate, load_generative
+    from edgeai.generation import generate, load_generative
 
     ref = load_generative(reference, reference_device)
     cand = load_generative(candidate, device)
@@ -127,7 +127,7 @@ def compare_generation(reference: Any, candidate: Any, prompts: Sequence[Any] | 
 
 @dataclass(frozen=True)
 class GenerationQuantizeResult:
-    """The quantized file(s), each part's :class:`~edgeai.quantize.QuantizeResult`, and generation parity."""
+    """The quantized file(s), each part's :class:`~edgeai.quantization.QuantizeResult`, and generation parity."""
 
     src: Path
     dst: Path
@@ -151,7 +151,7 @@ class GenerationQuantizeResult:
 
 def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int) -> dict[str, list[dict]]:
     """Decoder (and encoder) feeds from real FP32 generations: calibration and evaluation data."""
-    from edgeai.generate import generate
+    from edgeai.generation import generate
 
     steps: list[dict] = []
     for prompt in prompts:
@@ -176,8 +176,8 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
         QuantizationError: bad paths or mode; ``ToleranceNotMet`` (exit code 1) when generation
             parity fails and ``force`` is False; then nothing is written.
     """
-    from edgeai.generate import DECODER_FILE, ENCODER_FILE, load_generative
-    from edgeai.quantize import ToleranceNotMet, quantize
+    from edgeai.generation import DECODER_FILE, ENCODER_FILE, load_generative
+    from edgeai.quantization import ToleranceNotMet, quantize
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():

@@ -141,7 +141,7 @@ def describe_file(path: str | os.PathLike) -> dict[str, Any]:
 
     p = Path(path)
     if p.is_dir() and (p / "manifest.json").exists():
-        from edgeai.deploy import describe_bundle
+        from edgeai.deployment import describe_bundle
 
         return describe_bundle(p)
     model = load_proto(p)

@@ -249,7 +249,7 @@ def normalize_inputs(inputs: Any, model: Any, samples: int | None = None, seed: 
     if isinstance(inputs, Mapping):
         return [dict(inputs)]
     if isinstance(inputs, (str, os.PathLike)):
-        from edgeai.quantize.calibration import load_samples
+        from edgeai.quantization.calibration import load_samples
 
         return list(load_samples(inputs, model.inputs, limit=samples))
     out = list(inputs)[:samples] if samples else list(inputs)

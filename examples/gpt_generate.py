@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgeai  # noqa: E402
-from edgeai.generate import load_tokenizer  # noqa: E402
 from edgeai.generate_parity import quantize_generation  # noqa: E402
+from edgeai.generation import load_tokenizer  # noqa: E402
 
 
 def main() -> None:

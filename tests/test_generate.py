@@ -201,13 +201,13 @@ def test_export_with_past_refuses_mismatched_task(tmp_path, exported):
 
 
 def test_edgeai_generate_stays_callable_after_importing_the_submodule(exported):
-    # Importing edgeai.generate first binds the submodule as the package attribute `generate`.
+    # The module is `edgeai.generation`, so importing it first never rebinds `edgeai.generate`.
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    code = ("from edgeai.generate import GenerationResult; import edgeai; "
+    code = ("from edgeai.generation import GenerationResult; import edgeai; "
             f"r = edgeai.generate({str(exported('gpt2')[1].path)!r}, [[5, 6]], 2); print(r.new_tokens)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "2", out.stderr
@@ -238,7 +238,7 @@ def test_dynamic_int8_generation_parity(exported, tmp_path):
 
 def test_int8_that_breaks_generation_is_refused(exported, tmp_path):
     from edgeai.generate_parity import quantize_generation
-    from edgeai.quantize import ToleranceNotMet
+    from edgeai.quantization import ToleranceNotMet
 
     src = exported("t5")[1].path  # widened weights: activations INT8 cannot hold
     with pytest.raises(ToleranceNotMet, match="changes generation too much"):

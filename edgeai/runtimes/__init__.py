@@ -134,7 +134,7 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     prec = parse_precision(precision)
     if req.engine != "torch" and isinstance(path, (str, os.PathLike)) and Path(path).is_dir() \
             and (Path(path) / "manifest.json").exists():
-        from edgeai.deploy import load_bundle
+        from edgeai.deployment import load_bundle
 
         return load_bundle(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
     if req.engine != "torch" and not isinstance(path, (str, os.PathLike)):

@@ -28,7 +28,7 @@ def _reader(samples: list[dict]) -> Any:
 
 
 def calibration_samples(calibration: Any, specs: list[Any], limit: int) -> list[dict]:
-    from edgeai.quantize.calibration import collect_samples
+    from edgeai.quantization.calibration import collect_samples
 
     return collect_samples(calibration, specs, limit)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import tempfile
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,11 @@ from edgeai.errors import QuantizationError
 
 # mode -> "module:function(src, dst, specs, calibration, **options) -> dict of what was applied"
 MODES: dict[str, str] = {
-    "dynamic": "edgeai.quantize.dynamic:quantize_dynamic",
-    "static": "edgeai.quantize.static:quantize_static",
-    "fp16": "edgeai.quantize.fp16:convert_fp16",
-    "openvino-int8": "edgeai.quantize.openvino:quantize_openvino",
-    "auto": "edgeai.quantize.auto:quantize_auto",
+    "dynamic": "edgeai.quantization.dynamic:quantize_dynamic",
+    "static": "edgeai.quantization.static:quantize_static",
+    "fp16": "edgeai.quantization.fp16:convert_fp16",
+    "openvino-int8": "edgeai.quantization.openvino:quantize_openvino",
+    "auto": "edgeai.quantization.auto:quantize_auto",
 }
 
 
@@ -87,7 +85,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         src: the FP32 ``.onnx`` file (never modified).
         dst: where to write the quantized ``.onnx`` file (atomically).
         mode: ``dynamic``, ``static``, ``fp16``, ``openvino-int8`` or ``auto``.
-        calibration: data for static/openvino-int8/auto (see ``edgeai.quantize.calibration``): a
+        calibration: data for static/openvino-int8/auto (see ``edgeai.quantization.calibration``): a
             folder of ``.npy``/``.npz``, a ``.npz`` with a leading sample axis, ``"pkg.mod:callable"``,
             ``"random:N"``, or a list of feed dicts; ``None`` means random samples, with a warning.
         device: where parity (and latency) is measured; the FP32 reference runs on onnxruntime CPU.
@@ -127,7 +125,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     task = read_metadata(proto).get("task")
     del proto
     if mode == "auto":
-        from edgeai.quantize.auto import quantize_auto
+        from edgeai.quantization.auto import quantize_auto
 
         return quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
                              eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
@@ -142,7 +140,7 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
 
     from edgeai.atomic import atomic_path, save_onnx
     from edgeai.onnxfile import write_metadata
-    from edgeai.quantize.measure import (
+    from edgeai.quantization.measure import (
         default_tolerance,
         eval_feeds,
         latencies,
@@ -187,14 +185,3 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
                           time.perf_counter() - t0, tuple(config.get("nodes_to_exclude") or ()), tuple(notes),
                           latency=timing)
 
-
-class _CallableModule(types.ModuleType):
-    """``edgeai.quantize`` is both this package and the function above. Importing any submodule
-    (``edgeai.quantize.calibration``) before the first ``edgeai.quantize(...)`` makes Python bind the
-    package, not the function, as ``edgeai.quantize``; calling the package then calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> QuantizeResult:
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

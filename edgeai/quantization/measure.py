@@ -39,7 +39,7 @@ def eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> 
 
     Returns the feeds and a note when they are not real held-out data.
     """
-    from edgeai.quantize.calibration import is_random, load_samples
+    from edgeai.quantization.calibration import is_random, load_samples
     from edgeai.specs import make_inputs
 
     if eval_inputs is not None:

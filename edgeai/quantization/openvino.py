@@ -93,7 +93,7 @@ def quantize_openvino(src: Path, dst: Path, specs: list[Any], calibration: Any =
     except ImportError as e:
         raise QuantizationError(f"mode openvino-int8 needs NNCF ({e.name} is not installed): "
                                 "pip install edgeai[nncf]") from e
-    from edgeai.quantize.calibration import collect_samples
+    from edgeai.quantization.calibration import collect_samples
 
     notes = []
     model = onnx.load(str(src))

@@ -7,7 +7,7 @@
    All start from one ``quant_pre_process``-ed copy, so node names agree between them.
 2. Each candidate's parity against the FP32 file is measured on the target device.
 3. When none passes, the most sensitive tensors of the best candidate are found with
-   onnxruntime's ``qdq_loss_debug`` (see :mod:`edgeai.quantize.sensitivity`) and the fewest of them
+   onnxruntime's ``qdq_loss_debug`` (see :mod:`edgeai.quantization.sensitivity`) and the fewest of them
    are kept in float (a doubling then bisecting search over the ranking) until the tolerance holds,
    never more than ``max_excluded_fraction`` of the convolutions / matrix multiplies.
 4. FP32 and the passing candidates are timed interleaved on the target device. The fastest one
@@ -107,16 +107,16 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
 
     from edgeai.cpu import cpu_info
     from edgeai.onnxfile import load_proto, read_metadata
-    from edgeai.quantize import QuantizeResult, ToleranceNotMet, model_size
-    from edgeai.quantize.calibration import collect_samples
-    from edgeai.quantize.measure import (
+    from edgeai.quantization import QuantizeResult, ToleranceNotMet, model_size
+    from edgeai.quantization.calibration import collect_samples
+    from edgeai.quantization.measure import (
         default_tolerance,
         eval_feeds,
         latencies,
         load_on,
         timing_feed,
     )
-    from edgeai.quantize.static import preprocess
+    from edgeai.quantization.static import preprocess
     from edgeai.report import progress
     from edgeai.runtimes import parse_device
 
@@ -216,8 +216,8 @@ class _Search:
         self.log: list[str] = []
 
     def run(self, cand: Candidate, excluded: tuple[str, ...] = ()) -> Candidate:
-        from edgeai.quantize import run_mode
-        from edgeai.quantize.measure import load_on, parity_on, quiet_ort_quantization
+        from edgeai.quantization import run_mode
+        from edgeai.quantization.measure import load_on, parity_on, quiet_ort_quantization
 
         self.trials += 1
         cand.path = self.work / f"{self.trials:03d}-{cand.name}.onnx"
@@ -237,7 +237,7 @@ class _Search:
 
     def exclude_sensitive(self, base: Candidate, max_fraction: float, n_samples: int) -> Candidate:
         """Keep the fewest top-ranked sensitive tensors of ``base`` in float until parity passes."""
-        from edgeai.quantize.sensitivity import compute_nodes, rank_sensitive_nodes
+        from edgeai.quantization.sensitivity import compute_nodes, rank_sensitive_nodes
         from edgeai.report import progress
 
         ranking_model = base.path
@@ -314,7 +314,7 @@ def _write(model_path: Path, dst: Path, meta: dict[str, Any], parity: Any, refer
 
     from edgeai.atomic import atomic_path, save_onnx
     from edgeai.onnxfile import write_metadata
-    from edgeai.quantize.measure import load_on, parity_on
+    from edgeai.quantization.measure import load_on, parity_on
 
     if parity is None:  # the FP32 graph: its parity on the target device, for the record
         parity = parity_on(reference, load_on(model_path, device, "FP32"), evals, tol, "FP32")

@@ -87,7 +87,7 @@ def rank_sensitive_nodes(float_model: Path, qdq_model: Path, feeds: Sequence[dic
         modify_model_output_intermediate_tensors,
     )
 
-    from edgeai.quantize.measure import quiet_ort_quantization
+    from edgeai.quantization.measure import quiet_ort_quantization
 
     with quiet_ort_quantization():
         float_aug, qdq_aug = work / "sensitivity.float.onnx", work / "sensitivity.qdq.onnx"

@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import time
-import types
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,7 +93,7 @@ def _check_mode(mode: str) -> None:
         raise QuantizationError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if mode == "none":
         return
-    from edgeai.quantize import MODES as QMODES
+    from edgeai.quantization import MODES as QMODES
 
     target = QMODES.get(mode)
     if target is None or importlib.util.find_spec(target.split(":")[0]) is None:
@@ -103,7 +102,7 @@ def _check_mode(mode: str) -> None:
 
 
 def _mode_available(mode: str) -> bool:
-    from edgeai.quantize import MODES as QMODES
+    from edgeai.quantization import MODES as QMODES
 
     return mode in QMODES and importlib.util.find_spec(QMODES[mode].split(":")[0]) is not None
 
@@ -148,7 +147,7 @@ def _materialize(data: Any) -> Any:
 
 
 def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], samples: int) -> tuple[list[dict], str]:
-    from edgeai.quantize.calibration import load_samples
+    from edgeai.quantization.calibration import load_samples
     from edgeai.specs import make_inputs
 
     if eval_inputs is not None:
@@ -203,7 +202,7 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
         devices: target devices; each must be on this machine (variants are measured there).
         mode: ``auto`` (the accuracy-aware search, run per device), ``static``, ``dynamic``,
             ``fp16``, ``openvino-int8`` (one file, checked on every device) or ``none`` (FP32 only).
-        calibration: calibration data (see ``edgeai.quantize.calibration``); None: random, warned.
+        calibration: calibration data (see ``edgeai.quantization.calibration``); None: random, warned.
         eval_inputs: parity data; default the calibration data if real, else random samples.
         tolerance: a :class:`~edgeai.parity.Tolerance`; default by each variant's precision.
         preprocessing: what an app must do to raw data before feeding the model (free-form JSON).
@@ -345,8 +344,8 @@ class _Pipeline:
 
     def quantize(self, calibration: Any, feeds: list[dict], tolerance: Any, fallback_fp32: bool, force: bool,
                  options: dict[str, Any]) -> None:
-        # (not edgeai.quantize: once the subpackage is imported, that name is the package, not the function)
-        from edgeai.quantize import ToleranceNotMet, quantize
+        # (not edgeai.quantization: once the subpackage is imported, that name is the package, not the function)
+        from edgeai.quantization import ToleranceNotMet, quantize
 
         fp32 = self.work / "model.fp32.onnx"
         if self.mode == "none":
@@ -494,13 +493,3 @@ def _load(path: Any, device: str) -> Any:
 
     return load(path, device)
 
-
-class _CallableModule(types.ModuleType):
-    """Importing this module binds it as ``edgeai.deploy`` (shadowing the lazy function of the same
-    name), so the module itself must call through: ``edgeai.deploy(source, out, ...)`` works always."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> DeployResult:
-        return deploy(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,13 +458,3 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         raise ModelLoadError(f"no tokenizer could be loaded from {folder}: {type(e).__name__}: "
                              f"{str(e).strip().splitlines()[0][:300]}") from e
 
-
-class _CallableModule(types.ModuleType):
-    """``edgeai.generate`` is both this module and the function: importing the submodule (which
-    Python binds as the package attribute) must not break ``edgeai.generate(model, ids)``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GenerationResult:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
