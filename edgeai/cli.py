@@ -193,6 +193,15 @@ def _read_feeds(items: list[str] | None) -> dict[str, Any] | None:
     return feeds
 
 
+def _refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o") -> None:
+    """An output path naming the model or an input file would destroy it: inputs are never modified."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item and Path(item).resolve() == out:
+            raise EdgeAIError(f"{option} {output} is one of this command's inputs ({item}); inputs are never "
+                              "overwritten: choose another output path")
+
+
 @app.command()
 @command
 def run(
@@ -220,6 +229,8 @@ def run(
     static = _parse_shapes(shape)
     if static:
         options["static_shapes"] = static
+    if output is not None:
+        _refuse_overwriting_inputs(output, [model, *(item.partition("=")[2] for item in input or [])])
     m = edgeai.load(model, device, precision=precision, fallback=fallback, **options)
     feeds = _read_feeds(input)
     if feeds is None:
@@ -317,6 +328,9 @@ def bench(
         raise EdgeAIError(f"bad --batch {batch!r}; expected comma-separated integers like 1,8,32") from None
     if not batches or min(batches) < 1:
         raise EdgeAIError("--batch needs positive integers")
+    for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
+        if written is not None:
+            _refuse_overwriting_inputs(written, list(models), option)
     opts = {"threads": threads} if threads else {}
     loaded: list[tuple[str, Any]] = []
     if baseline:
