@@ -154,7 +154,11 @@ def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
 
 
 def copy_onnx_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Load (with external data) and re-save atomically; used where a library writes in place."""
-    import onnx
+    """Load (with external data) and re-save atomically; used where a library writes in place.
 
-    return save_onnx(onnx.load(str(src)), dst)
+    External data is read through :func:`edgeai.onnxfile.load_proto`, so a ``location`` outside
+    ``src``'s folder is refused rather than copied into ``dst``.
+    """
+    from edgeai.onnxfile import load_proto
+
+    return save_onnx(load_proto(src, load_external_data=True), dst)
