@@ -34,6 +34,16 @@ def available_targets() -> list[str]:
     return list(core().available_devices)
 
 
+def _message(e: BaseException) -> str:
+    """OpenVINO's text starts with 'Exception from src/...cpp:N:' lines; the cause is in the last ones."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines()
+             if ln.strip() and not ln.strip().startswith(("Exception from src/", "Check 'false' failed"))]
+    if not lines:
+        return str(e).strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
+    cause = lines[-1]
+    return (cause if len(lines) == 1 else f"{cause} ({lines[0]})")[:500]
+
+
 def _static_profile(inputs: list[TensorSpec], shapes: Mapping[str, Any]) -> dict[str, list[int]]:
     """Resolve a shape profile (``{"input_ids": (1, 128)}``) against the inputs; every name must exist."""
     names = {s.name: s for s in inputs}
@@ -78,7 +88,7 @@ class OpenVINORuntime:
         try:
             model = core().read_model(str(path))
         except Exception as e:
-            raise ModelLoadError(f"OpenVINO could not read {path}: {str(e).strip().splitlines()[0][:400]}") from e
+            raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
         self._static = None
         if static_shapes is None and base == "NPU" and any(s.is_dynamic for s in self.inputs):
@@ -91,6 +101,11 @@ class OpenVINORuntime:
             left = [s.name for s in self.inputs if s.is_dynamic and s.name not in self._static]
             if left and base == "NPU":
                 raise InputMismatchError(f"static_shapes misses dynamic input(s) {left}; an NPU needs all of them")
+            from edgeai.specs import check_sample_size
+
+            # Compiling allocates buffers for the static shapes: refuse absurd ones before it does.
+            check_sample_size([s.with_shape(shape) for s in self.inputs for n, shape in self._static.items()
+                               if s.name == n], what=f"static shapes {self._static}")
             model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
             self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
 
@@ -112,8 +127,7 @@ class OpenVINORuntime:
         try:
             self.compiled = core().compile_model(model, target, config)
         except Exception as e:
-            raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: "
-                                         f"{str(e).strip().splitlines()[0][:400]}") from e
+            raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: {_message(e)}") from e
         self.load_time_s = time.perf_counter() - t0
         self._exec_devices = tuple(self.compiled.get_property("EXECUTION_DEVICES"))
         self._fallback = None
@@ -163,7 +177,11 @@ class OpenVINORuntime:
         try:
             result = self._request().infer(feeds, share_inputs=True, share_outputs=False)
         except Exception as e:
-            raise EdgeAIError(f"OpenVINO failed while running the model: {str(e).strip().splitlines()[0][:500]}") from e
+            empty = [f"{k} {list(v.shape)}" for k, v in feeds.items() if getattr(v, "size", 1) == 0]
+            if empty:
+                raise InputMismatchError(f"OpenVINO cannot run empty tensors: {', '.join(empty)} has a zero-size "
+                                         f"axis ({_message(e)}); give at least one item per axis") from e
+            raise EdgeAIError(f"OpenVINO failed while running the model: {_message(e)}") from e
         return list(result.to_tuple())
 
     def info(self) -> RuntimeInfo:
