@@ -73,7 +73,7 @@ class OnnxRuntimeRuntime:
         providers.append("CPUExecutionProvider")
 
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # FATAL only: errors reach users once, as EdgeAIError, not as a log line too
         so.graph_optimization_level = _OPT_LEVELS[optimization]
         if threads:
             so.intra_op_num_threads = threads
