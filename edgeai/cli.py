@@ -440,9 +440,32 @@ def demo(
             f"(models: {results['files']['fp32']}, {results['files']['int8']}); took {results['wall_seconds']}s")
 
 
+def _click_errors() -> tuple[type, ...]:
+    """click's exception base, from the copy typer vendors (typer >= 0.20) or from click itself."""
+    import importlib
+
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _click_errors() as e:  # bad option values, unknown options, missing arguments
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            # click would print a usage block and a framed box; the contract is one line on stderr.
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {' '.join(e.format_message().split())}{where}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
     except SystemExit:
         raise
     except Exception as e:  # an unexpected library error: one line unless --debug
@@ -450,6 +473,7 @@ def main() -> None:
             raise
         typer.echo(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
