@@ -328,6 +328,12 @@ def bench(
         raise EdgeAIError(f"bad --batch {batch!r}; expected comma-separated integers like 1,8,32") from None
     if not batches or min(batches) < 1:
         raise EdgeAIError("--batch needs positive integers")
+    for option, value, least in (("--iterations", iterations, 1), ("--rounds", rounds, 1), ("--warmup", warmup, 0),
+                                 ("--threads", threads, 1)):
+        if value is not None and value < least:
+            raise EdgeAIError(f"{option} must be at least {least}; got {value}")
+    if iterations < rounds:
+        raise EdgeAIError(f"--iterations {iterations} is fewer than --rounds {rounds}; every round needs a timed run")
     for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
         if written is not None:
             _refuse_overwriting_inputs(written, list(models), option)

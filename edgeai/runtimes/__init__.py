@@ -121,6 +121,9 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     """
     from edgeai.runtimes.base import parse_precision
 
+    threads = options.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise EdgeAIError(f"threads must be a positive integer (0: the engine's default); got {threads!r}")
     req = parse_device(device)
     prec = parse_precision(precision)
     if req.engine != "torch" and isinstance(path, (str, os.PathLike)) and Path(path).is_dir() \
