@@ -162,6 +162,9 @@ class Model:
         raise InputMismatchError(f"inputs do not match the model: {'; '.join(parts)}. Expected: {expected}")
 
     def _cast(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype.name == spec.dtype and not arr.dtype.isnative:
+            # Same type in the other byte order (a '>f4' array read from a file): swapping is lossless.
+            return arr.astype(arr.dtype.newbyteorder("="))
         if self.allow_cast and (arr.dtype.name, spec.dtype) in _SAFE_CASTS:
             return arr.astype(spec.dtype)
         hint = (f"load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
