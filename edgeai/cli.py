@@ -184,6 +184,8 @@ def _read_feeds(items: list[str] | None) -> dict[str, Any] | None:
         name, sep, file = item.partition("=")
         if not sep or not file:
             raise EdgeAIError(f"bad --input {item!r}; expected NAME=file.npy")
+        if name in feeds:
+            raise EdgeAIError(f"--input {name}=... is given twice; give each input once")
         if not Path(file).exists():
             raise EdgeAIError(f"input file not found: {file}")
         try:
@@ -212,9 +214,12 @@ def run(
     precision: Annotated[str | None, typer.Option(help="f32 | f16 | bf16 | auto")] = None,
     shape: Annotated[list[str] | None, typer.Option("--shape", help="Static shape NAME:1x128 (NPU)")] = None,
     fallback: Annotated[bool, typer.Option(help="Fall back to cpu if the device is missing")] = False,
+    check_values: Annotated[bool, typer.Option(
+        help="Fail on NaN/Inf or out-of-range token ids in inputs (exit 2) and NaN/Inf in outputs (exit 1); "
+             "without it they are reported")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a model once and print output shapes and checksums.
+    """Run a model once and print output shapes and checksums (and any NaN/Inf in inputs or outputs).
 
     Example: edgeai run cnn.onnx --device openvino:CPU --input pixel_values=x.npy -o out.npz
     """
@@ -231,11 +236,14 @@ def run(
         options["static_shapes"] = static
     if output is not None:
         _refuse_overwriting_inputs(output, [model, *(item.partition("=")[2] for item in input or [])])
-    m = edgeai.load(model, device, precision=precision, fallback=fallback, **options)
+    m = edgeai.load(model, device, precision=precision, fallback=fallback, check_values=check_values, **options)
     feeds = _read_feeds(input)
     if feeds is None:
         feeds = make_inputs(m.inputs, {"batch": 1, **({} if not static else {})})
     outs = m.run(feeds)
+    from edgeai.runtimes.base import value_problems
+
+    input_problems = value_problems(feeds, m.inputs)
     nonfinite = {k: int((~np.isfinite(v)).sum()) for k, v in outs.items() if v.dtype.kind == "f"}
     if output:
         from edgeai.atomic import write_bytes
@@ -247,11 +255,13 @@ def run(
                "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
                                "checksum": float(np.asarray(v, dtype=np.float64).sum()),
                                "nonfinite": nonfinite.get(k, 0)} for k, v in outs.items()},
-               "written": str(output) if output else None}
+               "input_problems": input_problems, "written": str(output) if output else None}
     if json_out:
         return _print_json(summary)
     c = _out()
     c.print(f"ran on {m.describe().summary()}")
+    for k, v in input_problems.items():
+        c.print(f"  warning: input {k!r} has {v}")
     for k, v in summary["outputs"].items():
         warn = f"  [{v['nonfinite']} NaN/Inf]" if v["nonfinite"] else ""
         c.print(f"  {k}: {v['dtype']} {v['shape']} sum={v['checksum']:.6g}{warn}")

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeai.errors import InputMismatchError
+from edgeai.errors import InputMismatchError, NonFiniteOutputError
 from edgeai.specs import TensorSpec
 
 # Casts that never lose information a model could care about; anything else needs allow_cast.
@@ -72,19 +72,53 @@ def _as_array(value: Any) -> Any:
     return np.asarray(value)
 
 
+def value_problems(feeds: Mapping[str, Any], specs: list[TensorSpec] | None = None) -> dict[str, str]:
+    """What is wrong with the values (not the shapes) of ``feeds`` or outputs, by name.
+
+    Float arrays: NaN and Inf counts. Integer arrays whose spec has a ``value_range`` (token ids
+    and their vocabulary, 0/1 masks): how many values fall outside it. Empty dict: nothing wrong.
+    """
+    ranges = {s.name: s.value_range for s in specs or () if s.value_range is not None}
+    problems: dict[str, str] = {}
+    for name, arr in feeds.items():
+        arr = np.asarray(arr)
+        kind = arr.dtype.kind
+        if kind in "fc":
+            if arr.size and not np.isfinite(arr).all():
+                nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+                problems[name] = f"{nan} NaN and {inf} Inf of {arr.size} values"
+        elif kind in "iu" and name in ranges and arr.size:
+            low, high = ranges[name]
+            lo, hi = arr.min(), arr.max()
+            if lo < low or hi >= high:
+                bad = int(((arr < low) | (arr >= high)).sum())
+                problems[name] = (f"{bad} of {arr.size} values outside its range [{low:g}, {high:g}) "
+                                  f"(min {lo}, max {hi})")
+    return problems
+
+
 class Model:
     """A loaded model on one device. The same API whatever engine runs underneath.
 
     ``model.run({"x": arr})`` and ``model(x=arr)`` both return ``{output_name: np.ndarray}`` in
     the model's output order. Feeds are checked before the engine sees them; a mismatch is an
     :class:`~edgeai.errors.InputMismatchError` that says what was expected and how to fix it.
+
+    With ``check_values`` set (``edgeai.load(..., check_values=True)`` or the attribute), every
+    run also checks values: NaN/Inf in a float input or an integer input outside its spec's
+    ``value_range`` raises :class:`~edgeai.errors.InputMismatchError` before the engine runs
+    (engines differ here: onnxruntime rejects a token id past the vocabulary, OpenVINO returns
+    numbers), and NaN/Inf in an output raises :class:`~edgeai.errors.NonFiniteOutputError`. It
+    costs one pass over each array, so it is off by default.
     """
 
-    def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None):
+    def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None,
+                 check_values: bool = False):
         self._runtime = runtime
         self.inputs: list[TensorSpec] = list(runtime.inputs)
         self.outputs: list[TensorSpec] = list(runtime.outputs)
         self.allow_cast = allow_cast
+        self.check_values = check_values
         self.source = source
         self._info = runtime.info()
         self._lock = None if runtime.concurrent else threading.Lock()
@@ -116,12 +150,28 @@ class Model:
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once. ``feeds`` maps every input name to an array (numpy or torch)."""
         checked = self.check_feeds(feeds)
+        if self.check_values:
+            self._raise_for_values(checked, "input")
         if self._lock is None:
             outs = self._runtime.run(checked)
         else:
             with self._lock:
                 outs = self._runtime.run(checked)
-        return dict(zip(self._output_names, outs, strict=True))
+        result = dict(zip(self._output_names, outs, strict=True))
+        if self.check_values:
+            self._raise_for_values(result, "output")
+        return result
+
+    def _raise_for_values(self, arrays: Mapping[str, Any], side: str) -> None:
+        problems = value_problems(arrays, self.inputs if side == "input" else None)
+        if not problems:
+            return
+        text = "; ".join(f"{side} {k!r}: {v}" for k, v in problems.items())
+        if side == "input":
+            raise InputMismatchError(f"bad input values: {text}. Clean the data (np.nan_to_num, clip token ids) "
+                                     "or load without check_values to run it anyway")
+        raise NonFiniteOutputError(f"the model produced NaN/Inf on {self.device} from finite inputs: {text}. Compare "
+                                   "with the reference (edgeai check) to see whether the engine or the model is at fault")
 
     def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(feeds, Mapping):
