@@ -26,6 +26,15 @@ class Tolerance:
     min_cosine: float | None = 0.9999
     min_top1: float | None = None  # fraction of samples whose argmax agrees, for classifier outputs
 
+    def __post_init__(self) -> None:
+        # A limit no result can meet (cosine 2, top-1 150%) would turn bad usage into a failed check.
+        for name, low, high in (("atol", 0, math.inf), ("rtol", 0, math.inf), ("min_cosine", -1, 1),
+                                ("min_top1", 0, 1)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise InputMismatchError(f"tolerance {name}={value} is out of range; it must be within "
+                                         f"[{low}, {high}]" + (" (a fraction: 0.99 for 99%)" if name == "min_top1" else ""))
+
     @classmethod
     def for_precision(cls, precision: str) -> Tolerance:
         p = precision.split("+")[0] if precision.startswith("int8") else precision
