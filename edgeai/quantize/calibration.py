@@ -61,7 +61,10 @@ def _raw_samples(source: Any, specs: list[TensorSpec], batch: int) -> Iterator[d
         return
     text = str(source)
     if text.startswith("random"):
-        n = int(text.partition(":")[2] or 32)
+        count = text.partition(":")[2] or "32"
+        if not count.isdigit() or int(count) < 1:
+            raise InputMismatchError(f"bad calibration source {text!r}; use random:N with N >= 1, e.g. random:32")
+        n = int(count)
         warnings.warn("calibrating on random inputs: quantization ranges will not match real data, so INT8 "
                       "accuracy may drop; pass real samples with --calib", stacklevel=3)
         for i in range(n):
