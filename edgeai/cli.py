@@ -342,8 +342,6 @@ def bench(
                                  ("--threads", threads, 1)):
         if value is not None and value < least:
             raise EdgeAIError(f"{option} must be at least {least}; got {value}")
-    if iterations < rounds:
-        raise EdgeAIError(f"--iterations {iterations} is fewer than --rounds {rounds}; every round needs a timed run")
     for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
         if written is not None:
             _refuse_overwriting_inputs(written, list(models), option)
