@@ -123,9 +123,18 @@ class Model:
         self._info = runtime.info()
         self._lock = None if runtime.concurrent else threading.Lock()
         self._output_names = [o.name for o in self.outputs]
-        # Precomputed per input: (name, numpy dtype, rank, fixed dims) so checks cost microseconds.
+        # A symbolic dim named on several axes (input_ids and attention_mask both [batch, seq]) must
+        # take one size: ONNX defines it so, and OpenVINO otherwise broadcasts and answers garbage.
+        uses: dict[str, int] = {}
+        for s in self.inputs:
+            for d in s.shape:
+                if isinstance(d, str):
+                    uses[d] = uses.get(d, 0) + 1
+        # Precomputed per input: (name, numpy dtype, rank, fixed dims, spec, shared symbolic dims)
+        # so checks cost microseconds.
         self._checks = [(s.name, np.dtype(s.dtype) if s.dtype != "bfloat16" else None, s.rank,
-                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s)
+                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s,
+                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, str) and uses[d] > 1))
                         for s in self.inputs]
         self._input_names = frozenset(s.name for s in self.inputs)
 
@@ -179,7 +188,8 @@ class Model:
         if len(feeds) != len(self._checks) or not self._input_names.issuperset(feeds):
             self._raise_names(feeds)
         out: dict[str, Any] = {}
-        for name, dtype, rank, fixed, spec in self._checks:
+        sizes: dict[str, int] = {}
+        for name, dtype, rank, fixed, spec, shared in self._checks:
             arr = feeds[name]
             if type(arr) is not np.ndarray:
                 arr = _as_array(arr)
@@ -196,8 +206,17 @@ class Model:
                         f"input {name!r} expects {spec.dtype} {spec.shape_str()}; got {list(arr.shape)}: "
                         f"axis {i} must be {d}, got {arr.shape[i]}"
                         + (" — transpose to NCHW" if rank == 4 and d == 3 and arr.shape[-1] == 3 else ""))
+            for i, sym in shared:
+                if sizes.setdefault(sym, arr.shape[i]) != arr.shape[i]:
+                    self._raise_shared(sym, {**out, name: arr})
             out[name] = arr
         return out
+
+    def _raise_shared(self, sym: str, arrays: Mapping[str, Any]) -> None:
+        got = ", ".join(f"{s.name!r} axis {i} = {arrays[s.name].shape[i]}" for s in self.inputs if s.name in arrays
+                        for i, d in enumerate(s.shape) if d == sym)
+        raise InputMismatchError(f"inputs disagree on dim {sym!r}: {got}; every axis named {sym!r} must have the "
+                                 "same size (pad or truncate them together)")
 
     def _raise_names(self, feeds: Mapping[str, Any]) -> None:
         given = set(feeds)
