@@ -118,6 +118,12 @@ def _cosine_rows(ref: np.ndarray, cand: np.ndarray) -> float:
     """Minimum cosine over samples (rows of the flattened batch); exact zero vectors count as equal."""
     r = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref.reshape(1, -1)
     c = cand.reshape(r.shape)
+    # Scale rows by their largest magnitude: squares past 1e154 overflow float64, and the NaN cosine
+    # that followed compared as 1.0 (a PASS for [1e200, 1e200] vs [1e200, -1e200], or +Inf vs -Inf).
+    scale = np.maximum(np.abs(r).max(axis=1, keepdims=True, initial=0.0),
+                       np.abs(c).max(axis=1, keepdims=True, initial=0.0))
+    scale[scale == 0] = 1.0
+    r, c = r / scale, c / scale
     num = (r * c).sum(axis=1)
     den = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
     both_zero = (den == 0) & (np.abs(r).sum(axis=1) == np.abs(c).sum(axis=1))
