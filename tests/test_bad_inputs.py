@@ -32,7 +32,6 @@ from conftest import DEVICES, device_params
 
 def _external_data_model(folder: Path, location: str) -> Path:
     """A one-Add model whose weight lives in external data at ``location`` (relative to folder)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnx.external_data_helper import set_external_data
 
