@@ -142,6 +142,9 @@ class OpenVINORuntime:
         self._local = threading.local()
         self._options = {"hint": hint, "precision_requested": precision, "static_shapes": self._static,
                          "cache_dir": cache_dir}
+        self._path, self._config = str(path), config
+        self._recompile_lock = threading.Lock()
+        self.recompiles = 0  # times a failed run made us recompile (see _recompile_after_failure)
 
     def _prop(self, name: str) -> Any:
         try:
@@ -163,10 +166,33 @@ class OpenVINORuntime:
         return f"int8+{name}" if self._graph_precision == "int8" else name
 
     def _request(self) -> Any:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-        return req
+        """This thread's infer request on the current compiled model (made on first use)."""
+        entry = getattr(self._local, "entry", None)
+        if entry is None or entry[0] is not self.compiled:
+            entry = self._local.entry = (self.compiled, self.compiled.create_infer_request())
+        return entry[1]
+
+    def _recompile_after_failure(self, failed_on: Any) -> None:
+        """Replace the compiled model after a failed run.
+
+        OpenVINO's CPU plugin (2026.4) keeps a failed shape inference in state that all infer
+        requests share: the last input shape that worked then fails with the same error, on every
+        thread, until some other shape runs - one bad request took a fixed-shape service down. A
+        freshly compiled model has no such state; threads move to it on their next call.
+        """
+        if not any(d.startswith("CPU") for d in self._exec_devices):
+            return
+        with self._recompile_lock:
+            if self.compiled is not failed_on:
+                return  # another thread has already replaced it
+            try:
+                model = core().read_model(self._path)
+                if self._static:
+                    model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
+                self.compiled = core().compile_model(model, self._target, self._config)
+                self.recompiles += 1
+            except Exception:  # keep the old one; the caller reports the original failure
+                pass
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         if self._static:
@@ -174,13 +200,15 @@ class OpenVINORuntime:
                 if list(feeds[name].shape) != shape:
                     raise InputMismatchError(f"input {name!r} was compiled for the static shape {shape}; "
                                              f"got {list(feeds[name].shape)}")
+        for name, arr in feeds.items():
+            if arr.size == 0:  # refused here: a failed run would also trigger the recompile below
+                raise InputMismatchError(f"OpenVINO cannot run empty tensors: input {name!r} has shape "
+                                         f"{list(arr.shape)}; give at least one item per axis")
+        request = self._request()
         try:
-            result = self._request().infer(feeds, share_inputs=True, share_outputs=False)
+            result = request.infer(feeds, share_inputs=True, share_outputs=False)
         except Exception as e:
-            empty = [f"{k} {list(v.shape)}" for k, v in feeds.items() if getattr(v, "size", 1) == 0]
-            if empty:
-                raise InputMismatchError(f"OpenVINO cannot run empty tensors: {', '.join(empty)} has a zero-size "
-                                         f"axis ({_message(e)}); give at least one item per axis") from e
+            self._recompile_after_failure(self._local.entry[0])
             raise EdgeAIError(f"OpenVINO failed while running the model: {_message(e)}") from e
         return list(result.to_tuple())
 
