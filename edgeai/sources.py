@@ -6,8 +6,10 @@ Accepted sources (one string for the CLI):
   ``path/to/file.py:factory``      the same, from a file
   ``model.pt2``                    a ``torch.export`` archive (``torch.export.load``)
   ``path/to/hf-model-dir``         a local ``transformers`` folder (config.json), with ``task=``
-An ``nn.Module`` object is accepted as is. Loading never unpickles arbitrary objects: ``.pt2``
-archives load with torch's own loader, transformers weights from safetensors only.
+An ``nn.Module`` object is accepted as is. Factories (``pkg.mod:factory``, ``file.py:factory``) are
+code and run as such. Data is never unpickled without restriction: a ``.pt2`` archive is checked
+first (``edgeai.pt2``: no pickled payloads, custom objects or native binaries) and transformers
+weights load from safetensors only. See SECURITY.md.
 """
 
 from __future__ import annotations
@@ -184,6 +186,9 @@ def _from_pt2(path: Path, inputs: Sequence[TensorSpec] | None) -> ModelSource:
 
     if not path.exists():
         raise ModelLoadError(f"torch.export archive not found: {path}")
+    from edgeai.pt2 import check_pt2_archive
+
+    check_pt2_archive(path)  # torch.export.load can unpickle and load native code: refuse such archives
     try:
         program = torch.export.load(str(path))
     except Exception as e:
