@@ -608,3 +608,97 @@ def test_written_files_are_readable_like_any_other(cli, cli_inputs, tmp_path):
     (tmp_path / "o.npz").chmod(0o640)  # a replaced file keeps its mode
     assert cli("run", cli_inputs / "cnn.onnx", "-o", tmp_path / "o.npz", cwd=tmp_path).returncode == 0
     assert (tmp_path / "o.npz").stat().st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.export archives: loading must not unpickle or execute anything
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clean_pt2(tmp_path_factory) -> Path:
+    import torch
+
+    path = tmp_path_factory.mktemp("pt2") / "linear.pt2"
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    torch.export.save(torch.export.export(module, (torch.randn(2, 4),)), str(path))
+    return path
+
+
+def _rewrite_archive(src: Path, dst: Path, replace: dict[str, bytes | None], add: dict[str, bytes] | None = None) -> Path:
+    """Copy a zip, replacing (or dropping, with None) members whose names end with a key."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        root = zin.namelist()[0].split("/")[0]
+        for name in zin.namelist():
+            key = next((k for k in replace if name.endswith(k)), None)
+            if key is None:
+                zout.writestr(name, zin.read(name))
+            elif replace[key] is not None:
+                zout.writestr(name, replace[key])
+        for rel, data in (add or {}).items():
+            zout.writestr(f"{root}/{rel}", data)
+    return dst
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: what a hostile archive would do instead."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("ran",))
+
+
+def test_pt2_with_a_hostile_pickle_is_refused_before_it_runs(clean_pt2, tmp_path):
+    import io
+
+    import torch
+
+    marker = tmp_path / "marker"
+    payload = io.BytesIO()
+    torch.save(_RunsCode(str(marker)), payload)
+    hostile = _rewrite_archive(clean_pt2, tmp_path / "hostile.pt2", {"sample_inputs/model.pt": payload.getvalue()})
+    with pytest.raises(ModelLoadError, match="sample_inputs/model.pt \\(needs full unpickling\\)"):
+        edgeai.export(str(hostile), path=tmp_path / "out.onnx", validate=False)
+    assert not marker.exists() and not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ("pickled_weight", r"0.weight \(pickled\)"),
+    ("native_code", r"aotinductor.*compiled native code"),
+    ("old_format", "not in the current torch.export format"),
+    ("not_a_zip", "not a readable zip"),
+])
+def test_risky_pt2_archives_are_refused(clean_pt2, tmp_path, change, message):
+    import json
+    import zipfile
+
+    from edgeai.pt2 import check_pt2_archive
+
+    dst = tmp_path / f"{change}.pt2"
+    if change == "pickled_weight":
+        with zipfile.ZipFile(clean_pt2) as z:
+            name = next(n for n in z.namelist() if n.endswith("model_weights_config.json"))
+            config = json.loads(z.read(name))
+        config["config"]["0.weight"]["use_pickle"] = True
+        _rewrite_archive(clean_pt2, dst, {"model_weights_config.json": json.dumps(config).encode()})
+    elif change == "native_code":
+        _rewrite_archive(clean_pt2, dst, {}, {"data/aotinductor/model/model.so": b"\x7fELF"})
+    elif change == "old_format":
+        _rewrite_archive(clean_pt2, dst, {"archive_format": None})
+    else:
+        dst.write_bytes(b"not a zip at all")
+    with pytest.raises(ModelLoadError, match=message):
+        check_pt2_archive(dst)
+
+
+def test_clean_pt2_still_loads(clean_pt2):
+    from edgeai.pt2 import check_pt2_archive
+    from edgeai.sources import resolve
+
+    check_pt2_archive(clean_pt2)  # what torch.export.save writes passes
+    source = resolve(str(clean_pt2))
+    assert [s.shape for s in source.inputs] == [(2, 4)]
