@@ -199,3 +199,33 @@ def test_stale_temps_are_never_read_as_data(zoo_onnx, tmp_path):
 
     model = edgeai.load(zoo_onnx("cnn"))
     assert len(list(load_samples(str(calib), model.inputs))) == 1
+
+
+def test_cold_start_cache_never_serves_another_models_graph(zoo_onnx, tmp_path):
+    """onnxruntime's cache of optimized graphs was keyed by file name and mtime: a model replaced by
+    an older-dated file (cp -p, tar, rsync), or another 'model.onnx' sharing the cache, got the
+    stale graph of a different model. It is keyed by content now, and written by rename."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    cache, x = tmp_path / "cache", {"pixel_values": np.ones((1, 1, 28, 28), np.float32)}
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    (a_dir / "model.onnx").write_bytes(zoo_onnx("cnn").read_bytes())
+    proto = onnx.load(str(zoo_onnx("cnn")))
+    weight = proto.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
+    onnx.save(proto, str(b_dir / "model.onnx"))
+    old = (a_dir / "model.onnx").stat().st_mtime - 1000
+    os.utime(b_dir / "model.onnx", (old, old))
+    for folder in (a_dir, b_dir, a_dir, b_dir):  # first fills the cache, second reads it
+        fresh = edgeai.load(folder / "model.onnx").run(x)["logits"]
+        np.testing.assert_array_equal(edgeai.load(folder / "model.onnx", cache_dir=cache).run(x)["logits"], fresh)
+    # Replacing a's file with b's bytes (older mtime) must not reuse a's graph either.
+    (a_dir / "model.onnx").write_bytes((b_dir / "model.onnx").read_bytes())
+    os.utime(a_dir / "model.onnx", (old, old))
+    np.testing.assert_array_equal(edgeai.load(a_dir / "model.onnx", cache_dir=cache).run(x)["logits"],
+                                  edgeai.load(b_dir / "model.onnx").run(x)["logits"])
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2  # one per content

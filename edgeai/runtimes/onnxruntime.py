@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,19 @@ _LIKELY_CAUSE = {
                              "install edgeai[gpu] and check `nvidia-smi` and LD_LIBRARY_PATH",
     "TensorrtExecutionProvider": "the TensorRT libraries were not found; install TensorRT matching onnxruntime-gpu",
 }
+
+
+def _content_key(path: Path) -> str:
+    """sha256 of the model file (and size and mtime of its external data), plus the onnxruntime version."""
+    h = hashlib.sha256(ort.__version__.encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    data = Path(str(path) + ".data")
+    if data.exists():  # weights beside a >2 GB model: hashing them on every start would cost seconds
+        st = data.stat()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
 
 def available_targets() -> list[str]:
@@ -78,19 +93,32 @@ class OnnxRuntimeRuntime:
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        pending = None
         if cache_dir:
-            # The optimized graph is written once and loaded on later starts (cold-start cache).
+            # The optimized graph is written once and loaded on later starts (cold-start cache). It is
+            # keyed by the model's content and the onnxruntime version: keyed by name and mtime, a
+            # file replaced by an older-dated one (cp -p, tar, rsync) or another model.onnx sharing
+            # the cache got the stale graph of a different model.
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            cached = Path(cache_dir) / f"{Path(path).stem}.{target.lower()}.{optimization}.ort.onnx"
-            if cached.exists() and cached.stat().st_mtime >= Path(path).stat().st_mtime:
+            cached = Path(cache_dir) / (f"{Path(path).stem}.{_content_key(Path(path))}.{target.lower()}."
+                                        f"{optimization}.ort.onnx")
+            if cached.exists():
                 path, so.graph_optimization_level = cached, _OPT_LEVELS["disable"]
             else:
-                so.optimized_model_filepath = str(cached)
+                # onnxruntime writes it while building the session: into a temp, renamed once complete.
+                pending = (cached.with_name(f".{cached.stem}.{os.getpid()}.{threading.get_ident()}.onnx"), cached)
+                so.optimized_model_filepath = str(pending[0])
         t0 = time.perf_counter()
         try:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:
             raise ModelLoadError(f"onnxruntime could not load {path}: {str(e).strip().splitlines()[0][:400]}") from e
+        finally:
+            if pending is not None and pending[0].exists():
+                if hasattr(self, "session"):
+                    os.replace(*pending)
+                else:
+                    pending[0].unlink()
         self.load_time_s = time.perf_counter() - t0
         active = self.session.get_providers()
         self._fallback = None
