@@ -10,8 +10,11 @@ it goes. Growth is the RSS after the runs minus the RSS after warm-up; the slope
 fit over the samples (MB per 10,000 runs), which separates a leak (steady slope) from a one-off
 arena resize. Outputs are compared with the warm-up answers on every run.
 
-A second phase runs ``edgeai.benchmark(model, streams=N, duration=S)`` - N threads sharing the
-model for S seconds - and records errors, runs and RSS; ``--cli-streams`` also runs
+The same soak runs again with ``--soak-threads`` threads sharing one Model, and a churn phase
+runs one short-lived thread per call (per-thread engine state must go when its thread does).
+A last phase runs ``edgeai.benchmark(model, streams=N, duration=S)`` - N threads sharing the model
+for S seconds - for errors and throughput; its RSS is not a leak measure, because the benchmark
+keeps every per-run latency sample (O(runs) memory). ``--cli-streams`` also runs
 ``edgeai bench --streams`` in a subprocess when this edgeai has that option.
 
 Numbers depend on the machine and on what else runs on it: report them with that caveat.
@@ -60,8 +63,11 @@ def _slope_per_10k(points: list[tuple[int, float]]) -> float:
     return float(np.polyfit(x, y, 1)[0] * 10_000)
 
 
-def soak_device(path: Path, device: str, runs: int, warmup: int, samples: int = 40) -> dict[str, Any]:
-    """Run ``path`` on ``device`` ``runs`` times after ``warmup``; RSS before/after and outputs checked."""
+def soak_device(path: Path, device: str, runs: int, warmup: int, threads: int = 1) -> dict[str, Any]:
+    """Run ``path`` on ``device`` ``runs`` times after ``warmup`` (split over ``threads`` sharing one
+    Model); RSS after warm-up, sampled during the runs and at the end; outputs checked."""
+    import threading
+
     model = edgeai.load(path, device)
     pool = [make_inputs(model.inputs, {"batch": b, "seq": 8 + 4 * (b % 3)}, seed=b) for b in (1, 2, 3, 4)]
     expected = [model.run(f) for f in pool]
@@ -69,27 +75,43 @@ def soak_device(path: Path, device: str, runs: int, warmup: int, samples: int = 
         model.run({k: v.copy() for k, v in pool[i % len(pool)].items()})
     gc.collect()
     start = rss_mb()
-    points = [(0, start)]
-    mismatches = 0
-    every = max(1, runs // samples)
+    done = [0] * threads
+    mismatches: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(t, runs, threads):
+                k = i % len(pool)
+                out = model.run({name: v.copy() for name, v in pool[k].items()})  # fresh arrays, as apps send
+                if i % 97 == 0:  # checking every output would dominate; a prime stride hits every shape
+                    mismatches.extend(1 for n in out if not np.array_equal(out[n], expected[k][n]))
+                done[t] += 1
+        except BaseException as e:  # reported in the result
+            errors.append(e)
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     t0 = time.perf_counter()
-    for i in range(runs):
-        k = i % len(pool)
-        out = model.run({name: v.copy() for name, v in pool[k].items()})  # fresh arrays, as an app sends
-        if i % 97 == 0:  # checking every output would dominate the loop; a prime stride hits every shape
-            mismatches += sum(not np.array_equal(out[n], expected[k][n]) for n in out)
-        if (i + 1) % every == 0:
-            points.append((i + 1, rss_mb()))
+    for w in workers:
+        w.start()
+    points = [(0, start)]
+    while any(w.is_alive() for w in workers):
+        time.sleep(0.1)
+        points.append((sum(done), rss_mb()))
+    for w in workers:
+        w.join()
     elapsed = time.perf_counter() - t0
     gc.collect()
     end = rss_mb()
+    points.append((sum(done), end))
     info = model.describe()
     return {"device": device, "engine": f"{info.engine} {info.engine_version}",
-            "devices_in_effect": list(info.devices_in_effect), "runs": runs, "warmup": warmup,
-            "rss_after_warmup_mb": round(start, 2), "rss_end_mb": round(end, 2),
+            "devices_in_effect": list(info.devices_in_effect), "runs": sum(done), "threads": threads,
+            "warmup": warmup, "rss_after_warmup_mb": round(start, 2), "rss_end_mb": round(end, 2),
             "rss_growth_mb": round(end - start, 2), "rss_max_mb": round(max(p[1] for p in points), 2),
-            "slope_mb_per_10k_runs": round(_slope_per_10k(points), 3), "mismatches": mismatches,
-            "runs_per_s": round(runs / elapsed, 1), "seconds": round(elapsed, 1)}
+            "slope_mb_per_10k_runs": round(_slope_per_10k(points), 3), "mismatches": len(mismatches),
+            "errors": [f"{type(e).__name__}: {e}" for e in errors[:3]],
+            "runs_per_s": round(sum(done) / elapsed, 1), "seconds": round(elapsed, 1)}
 
 
 def churn_device(path: Path, device: str, threads: int, warmup: int = 50) -> dict[str, Any]:
@@ -166,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", nargs="*", default=None, help="default: cpu and openvino:CPU where present")
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--soak-threads", type=int, default=4, help="also soak with this many threads sharing it")
     parser.add_argument("--churn-threads", type=int, default=2_000, help="short-lived threads, one run each")
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--streams-seconds", type=float, default=60.0, help="0 skips the streams phase")
@@ -178,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.model) if args.model else edgeai.export("zoo:cnn", path=Path(tmp) / "cnn.onnx").path
         results: dict[str, Any] = {"model": str(args.model or "zoo:cnn"), "machine": _machine(), "soak": [],
                                    "churn": [], "streams": [], "cli_streams": []}
-        for device in devices:
-            r = soak_device(path, device, args.runs, args.warmup)
+        for device, threads in [(d, t) for d in devices for t in sorted({1, args.soak_threads})]:
+            r = soak_device(path, device, args.runs, args.warmup, threads)
             results["soak"].append(r)
-            print(f"{device:14s} {r['runs']} runs: RSS {r['rss_after_warmup_mb']:.1f} -> {r['rss_end_mb']:.1f} MB "
+            print(f"{device:14s} {r['runs']} runs on {threads} thread(s): RSS {r['rss_after_warmup_mb']:.1f} -> {r['rss_end_mb']:.1f} MB "
                   f"(growth {r['rss_growth_mb']:+.2f} MB, slope {r['slope_mb_per_10k_runs']:+.3f} MB/10k runs, "
                   f"max {r['rss_max_mb']:.1f}), {r['mismatches']} mismatches, {r['runs_per_s']:.0f} runs/s", flush=True)
         for device in devices if args.churn_threads > 0 else []:
@@ -205,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeai.atomic import write_text
 
         write_text(args.json, json.dumps(results, indent=2))
-    failed = any(r["mismatches"] for r in results["soak"] + results["churn"]) or \
+    failed = any(r["mismatches"] or r.get("errors") for r in results["soak"] + results["churn"]) or \
         any(s.get("error") for s in results["streams"])
     return 1 if failed else 0
 

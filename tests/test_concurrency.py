@@ -7,8 +7,6 @@ benchmark streams. Outputs are compared bit for bit with a sequential run of the
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ import edgeai
 from edgeai.errors import EdgeAIError, InputMismatchError
 from edgeai.specs import make_inputs
 
-from conftest import DEVICES, ROOT, device_params
+from conftest import DEVICES, device_params
 
 THREADS = 8
 
@@ -257,9 +255,7 @@ def test_benchmark_streams_run_without_errors(zoo_onnx, device):
 
 def test_cli_bench_streams_short(cli, zoo_onnx):
     """`edgeai bench --streams` under load for a few seconds (the 60 s run is benchmarks/soak.py)."""
-    help_text = subprocess.run([sys.executable, "-m", "edgeai", "bench", "--help"], capture_output=True,
-                               text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "COLUMNS": "200",
-                                                         "PATH": ""}).stdout
+    help_text = cli("bench", "--help").stdout
     if "--streams" not in help_text:
         pytest.skip("this edgeai bench has no --streams option yet (the benchmark helper adds it)")
     out = cli("bench", zoo_onnx("cnn"), "--device", "cpu", "--streams", "4", "--iterations", "100", "--json")

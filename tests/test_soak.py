@@ -21,10 +21,11 @@ def soak():
     return module
 
 
+@pytest.mark.parametrize("threads", [1, 4])
 @pytest.mark.parametrize("device", device_params(["cpu", "openvino:CPU"]))
-def test_rss_stays_flat_over_3000_runs(soak, zoo_onnx, device):
-    r = soak.soak_device(zoo_onnx("cnn"), device, runs=RUNS, warmup=500)
-    assert r["mismatches"] == 0
+def test_rss_stays_flat_over_3000_runs(soak, zoo_onnx, device, threads):
+    r = soak.soak_device(zoo_onnx("cnn"), device, runs=RUNS, warmup=500, threads=threads)
+    assert r["runs"] == RUNS and r["mismatches"] == 0 and not r["errors"]
     assert r["rss_growth_mb"] < BOUND_MB, r
 
 
