@@ -29,10 +29,18 @@ from conftest import ROOT
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and RLIMIT_FSIZE are POSIX")
 
 
-def _start(*args: str, cwd: Path, preexec: Callable[[], None] | None = None) -> subprocess.Popen:
+def _start(*args: str, cwd: Path, max_file_bytes: int | None = None) -> subprocess.Popen:
+    """``python -m edgeai ARGS``; with ``max_file_bytes``, under RLIMIT_FSIZE (set in the child's own
+    Python, not with preexec_fn, which is unsafe when this process has engine threads running)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
-    return subprocess.Popen([sys.executable, "-m", "edgeai", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    if max_file_bytes is None:
+        cmd = [sys.executable, "-m", "edgeai", *map(str, args)]
+    else:  # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG, as on a full disk
+        boot = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_bytes}, "
+                f"{max_file_bytes})); sys.argv = ['edgeai', *sys.argv[1:]]; runpy.run_module('edgeai', "
+                "run_name='__main__')")
+        cmd = [sys.executable, "-c", boot, *map(str, args)]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _kill_when(proc: subprocess.Popen, folder: Path, ready: Callable[[list[os.DirEntry]], bool],
@@ -167,19 +175,10 @@ def test_kill_at_spread_delays(zoo_onnx, tmp_path):
         assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == ["cnn.onnx", "q.onnx"]
 
 
-def _file_size_limit(limit: int) -> Callable[[], None]:
-    def apply() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail EFBIG
-
-    return apply
-
-
 def test_full_disk_during_export_is_one_clear_line(prior_model, tmp_path):
     """A write that fails midway (file-size limit, as a full disk would) leaves the old file and no temp."""
     dst, previous = prior_model
-    proc = _start("export", "zoo:cnn", "-o", dst, cwd=tmp_path, preexec=_file_size_limit(100_000))
+    proc = _start("export", "zoo:cnn", "-o", dst, cwd=tmp_path, max_file_bytes=100_000)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert err.strip() == f"error: cannot write {dst}: File too large; nothing was written (the file is over " \
