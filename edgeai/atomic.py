@@ -1,43 +1,118 @@
 """Every file edgeai writes goes through here: a temp file in the target folder, then a rename.
 
 A crash (or Ctrl-C, or SIGKILL) leaves either the previous file or the new one, never half of one.
+The temp file is flushed to disk (fsync) before the rename, so a power cut cannot leave an empty
+file under the final name either.
+
+Temp names start with a dot (``.NAME.<random>.<suffix>``): a process killed mid-write leaves one
+behind, which edgeai never reads (it only opens paths it is given, and skips dot-files when it lists
+a folder) and never deletes on its own (another process may be writing it right now). Such files
+are safe to delete once no edgeai process is writing into that folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeai.errors import EdgeAIError
+
 # Protobuf cannot serialize a single message over 2 GiB; larger models keep weights beside them.
 ONNX_PROTOBUF_LIMIT = 2**31 - 1
 
+# Failures of the write itself (whoever was writing): reported in one line, not as a traceback.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
+class WriteError(EdgeAIError):
+    """A destination could not be written; it is left as it was. Exit code 2."""
+
+    def __init__(self, dst: Path, cause: OSError):
+        self.dst, self.cause = dst, cause
+        what = cause.strerror or str(cause)
+        hint = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk quota",
+                errno.EFBIG: "the file is over this system's file-size limit (ulimit -f)",
+                errno.EROFS: "the file system is read-only"}.get(cause.errno,
+                                                                 "check that the folder exists and is writable")
+        super().__init__(f"cannot write {dst}: {what}; nothing was written ({hint})")
+
+
+def _create_temp(dst: Path, suffix: str) -> Path:
+    """Create an empty temp file beside ``dst`` with the mode a plain ``open(dst, 'w')`` would give.
+
+    ``tempfile.mkstemp`` creates 0600 files, so every model used to land unreadable for other
+    users (a service account, a web server); here the umask applies, or ``dst``'s own mode when
+    it is being replaced.
+    """
+    for _ in range(100):
+        tmp = dst.parent / f".{dst.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(dst).st_mode))
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temp name", str(dst))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk; a no-op where the OS cannot open folders."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except (PermissionError, IsADirectoryError):  # Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):  # file systems without fsync on folders
+            raise
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temp path in ``dst``'s folder; on success rename it over ``dst``, else delete it."""
+    """Yield a temp path in ``dst``'s folder; on success rename it over ``dst``, else delete it.
+
+    Raises:
+        EdgeAIError: ``dst`` is a folder, or cannot be written (no such folder and none can be
+            made, permissions, a full disk or a file-size limit); ``dst`` is then left as it was.
+    """
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix or dst.suffix or ".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if dst.is_dir():
+        raise EdgeAIError(f"cannot write {dst}: it is a folder; give a file path")
+    parent = next((p for p in dst.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise EdgeAIError(f"cannot write {dst}: {parent} is a file, not a folder")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _create_temp(dst, suffix or dst.suffix or ".tmp")
+    except OSError as e:
+        raise WriteError(dst, e) from e
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes 0600 files; give the result the mode a plain open() would
-            os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, dst)
-    except BaseException:
+        _fsync(tmp_path)
+        try:
+            os.replace(tmp_path, dst)
+        except OSError as e:
+            raise WriteError(dst, e) from e
+        _fsync(dst.parent)
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            raise WriteError(dst, e) from e
+        if isinstance(e, WriteError) and e.dst == tmp_path:  # a nested atomic write into our temp
+            raise WriteError(dst, e.cause) from e.cause
         raise
 
 
@@ -77,13 +152,20 @@ def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
         staged = Path(staging) / dst.name
         onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
+        _fsync(Path(staging) / data_name)
+        _fsync(staged)
         os.replace(Path(staging) / data_name, dst.parent / data_name)
         os.replace(staged, dst)
+        _fsync(dst.parent)
     return dst
 
 
 def copy_onnx_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Load (with external data) and re-save atomically; used where a library writes in place."""
-    import onnx
+    """Load (with external data) and re-save atomically; used where a library writes in place.
 
-    return save_onnx(onnx.load(str(src)), dst)
+    External data is read through :func:`edgeai.onnxfile.load_proto`, so a ``location`` outside
+    ``src``'s folder is refused rather than copied into ``dst``.
+    """
+    from edgeai.onnxfile import load_proto
+
+    return save_onnx(load_proto(src, load_external_data=True), dst)

@@ -214,6 +214,8 @@ def _read_feeds(items: list[str] | None) -> dict[str, Any] | None:
         name, sep, file = item.partition("=")
         if not sep or not file:
             raise EdgeAIError(f"bad --input {item!r}; expected NAME=file.npy")
+        if name in feeds:
+            raise EdgeAIError(f"--input {name}=... is given twice; give each input once")
         if not Path(file).exists():
             raise EdgeAIError(f"input file not found: {file}")
         try:
@@ -221,6 +223,15 @@ def _read_feeds(items: list[str] | None) -> dict[str, Any] | None:
         except (ValueError, OSError) as e:
             raise EdgeAIError(f"cannot read {file} as a .npy array: {e}") from e
     return feeds
+
+
+def _refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o") -> None:
+    """An output path naming the model or an input file would destroy it: inputs are never modified."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item and Path(item).resolve() == out:
+            raise EdgeAIError(f"{option} {output} is one of this command's inputs ({item}); inputs are never "
+                              "overwritten: choose another output path")
 
 
 @app.command()
@@ -233,9 +244,12 @@ def run(
     precision: Annotated[str | None, typer.Option(help="f32 | f16 | bf16 | auto")] = None,
     shape: Annotated[list[str] | None, typer.Option("--shape", help="Static shape NAME:1x128 (NPU)")] = None,
     fallback: Annotated[bool, typer.Option(help="Fall back to cpu if the device is missing")] = False,
+    check_values: Annotated[bool, typer.Option(
+        help="Fail on NaN/Inf or out-of-range token ids in inputs (exit 2) and NaN/Inf in outputs (exit 1); "
+             "without it they are reported")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a model once and print output shapes and checksums.
+    """Run a model once and print output shapes and checksums (and any NaN/Inf in inputs or outputs).
 
     Example: edgeai run cnn.onnx --device openvino:CPU --input pixel_values=x.npy -o out.npz
     """
@@ -250,11 +264,16 @@ def run(
     static = _parse_shapes(shape)
     if static:
         options["static_shapes"] = static
-    m = edgeai.load(model, device, precision=precision, fallback=fallback, **options)
+    if output is not None:
+        _refuse_overwriting_inputs(output, [model, *(item.partition("=")[2] for item in input or [])])
+    m = edgeai.load(model, device, precision=precision, fallback=fallback, check_values=check_values, **options)
     feeds = _read_feeds(input)
     if feeds is None:
         feeds = make_inputs(m.inputs, {"batch": 1, **({} if not static else {})})
     outs = m.run(feeds)
+    from edgeai.runtimes.base import value_problems
+
+    input_problems = value_problems(feeds, m.inputs)
     nonfinite = {k: int((~np.isfinite(v)).sum()) for k, v in outs.items() if v.dtype.kind == "f"}
     if output:
         from edgeai.atomic import write_bytes
@@ -266,11 +285,13 @@ def run(
                "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
                                "checksum": float(np.asarray(v, dtype=np.float64).sum()),
                                "nonfinite": nonfinite.get(k, 0)} for k, v in outs.items()},
-               "written": str(output) if output else None}
+               "input_problems": input_problems, "written": str(output) if output else None}
     if json_out:
         return _print_json(summary)
     c = _out()
     c.print(f"ran on {m.describe().summary()}")
+    for k, v in input_problems.items():
+        c.print(f"  warning: input {k!r} has {v}")
     for k, v in summary["outputs"].items():
         warn = f"  [{v['nonfinite']} NaN/Inf]" if v["nonfinite"] else ""
         c.print(f"  {k}: {v['dtype']} {v['shape']} sum={v['checksum']:.6g}{warn}")
@@ -407,14 +428,19 @@ def bench(
         raise EdgeAIError(f"bad --batch {batch!r}; expected comma-separated integers like 1,8,32") from None
     if not batches or min(batches) < 1:
         raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {batch!r}")
+    for option, value, least in (("--iterations", iterations, 1), ("--rounds", rounds, 1), ("--warmup", warmup, 0),
+                                 ("--threads", threads, 1), ("--streams", streams, 1)):
+        if value is not None and value < least:
+            raise EdgeAIError(f"{option} must be at least {least}; got {value}")
+    for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
+        if written is not None:
+            _refuse_overwriting_inputs(written, list(models), option)
     dims = {}
     for item in dim or []:
         k, _, v = item.partition("=")
         if not k or not v.strip().isdigit() or int(v) < 1:
             raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
         dims[k.strip()] = int(v)
-    if threads is not None and threads < 1:
-        raise EdgeAIError(f"--threads must be >= 1; got {threads}")
     if min_change < 0:
         raise EdgeAIError(f"--min-change must be >= 0 (a fraction, e.g. 0.05 for 5%); got {min_change}")
     options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
@@ -742,9 +768,32 @@ def _bench_generate(models: list[str], devices: list[str], new_tokens: int, warm
                         "step_p99_ms"], rows))
 
 
+def _click_errors() -> tuple[type, ...]:
+    """click's exception base, from the copy typer vendors (typer >= 0.20) or from click itself."""
+    import importlib
+
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _click_errors() as e:  # bad option values, unknown options, missing arguments
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            # click would print a usage block and a framed box; the contract is one line on stderr.
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {' '.join(e.format_message().split())}{where}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
     except SystemExit:
         raise
     except Exception as e:  # an unexpected library error: one line unless --debug
@@ -752,6 +801,7 @@ def main() -> None:
             raise
         typer.echo(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,9 @@ class ParityError(EdgeAIError):
     """A candidate does not match its reference within tolerance. Exit code 1: a failed check."""
 
     exit_code = 1
+
+
+class NonFiniteOutputError(EdgeAIError):
+    """A model produced NaN/Inf while asked to check values (``check_values``). Exit code 1: a failed check."""
+
+    exit_code = 1

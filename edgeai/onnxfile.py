@@ -33,6 +33,11 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = False) -> 
                              "is it truncated, or a different format?") from e
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{p} parsed as ONNX but holds no graph; it is not an ONNX model")
+    if not model.opset_import:
+        # The opset list is written after the graph: a file cut right after its graph still parses,
+        # and OpenVINO would run it with guessed operator versions.
+        raise ModelLoadError(f"{p} has a graph but no opset_import; the file is truncated or was not written by "
+                             "an ONNX exporter: re-export it")
     check_external_data(model, p)
     if load_external_data:
         from onnx.external_data_helper import load_external_data_for_model

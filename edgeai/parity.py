@@ -39,6 +39,15 @@ class Tolerance:
     min_cosine: float | None = 0.9999
     min_top1: float | None = None  # fraction of rows whose argmax agrees, for classifier-like outputs
 
+    def __post_init__(self) -> None:
+        # A limit no result can meet (cosine 2, top-1 150%) would turn bad usage into a failed check.
+        for name, low, high in (("atol", 0, math.inf), ("rtol", 0, math.inf), ("min_cosine", -1, 1),
+                                ("min_top1", 0, 1)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise InputMismatchError(f"tolerance {name}={value} is out of range; it must be within "
+                                         f"[{low}, {high}]" + (" (a fraction: 0.99 for 99%)" if name == "min_top1" else ""))
+
     @classmethod
     def for_precision(cls, precision: str) -> Tolerance:
         """The default for a precision in effect: ``f32``, ``f16``, ``bf16``, ``mixed``, ``int8[+f32]``."""
@@ -151,6 +160,12 @@ def _cosine_rows(ref: np.ndarray, cand: np.ndarray) -> float:
     """Minimum cosine over samples (rows of the flattened batch); exact zero vectors count as equal."""
     r = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref.reshape(1, -1)
     c = cand.reshape(r.shape)
+    # Scale rows by their largest magnitude: squares past 1e154 overflow float64, and the NaN cosine
+    # that followed compared as 1.0 (a PASS for [1e200, 1e200] vs [1e200, -1e200], or +Inf vs -Inf).
+    scale = np.maximum(np.abs(r).max(axis=1, keepdims=True, initial=0.0),
+                       np.abs(c).max(axis=1, keepdims=True, initial=0.0))
+    scale[scale == 0] = 1.0
+    r, c = r / scale, c / scale
     num = (r * c).sum(axis=1)
     nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
     den = nr * nc

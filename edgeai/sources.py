@@ -6,10 +6,11 @@ Accepted sources (one string for the CLI):
   ``path/to/file.py:factory``      the same, from a file
   ``model.pt2``                    a ``torch.export`` archive (``torch.export.load``)
   ``path/to/hf-model-dir``         a local ``transformers`` folder (config.json), with ``task=``
-An ``nn.Module`` object is accepted as is. Loading never unpickles arbitrary objects: ``.pt2``
-archives are checked to hold only plain tensors before torch's loader sees them, transformers
-weights load from safetensors only, and ``weights=`` files load with safetensors or
-``torch.load(weights_only=True)``.
+An ``nn.Module`` object is accepted as is. Factories (``pkg.mod:factory``, ``file.py:factory``) are
+code and run as such. Data is never unpickled without restriction: a ``.pt2`` archive is checked
+first (``edgeai.pt2``: no pickled payloads, custom objects or native binaries) and transformers
+weights load from safetensors only; ``weights=`` files load with safetensors or
+``torch.load(weights_only=True)``. See SECURITY.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import importlib.util
 import inspect
 import json
 import sys
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -296,49 +296,6 @@ def _from_module(module: Any, examples: Any, inputs: Sequence[TensorSpec] | None
     return ModelSource(module, _with_token_ranges(inputs, vocab), getattr(module, "output_names", None), None, desc)
 
 
-def check_pt2_archive(path: Path) -> None:
-    """Refuse a ``.pt2`` whose loading would unpickle objects (torch.export.load falls back to pickle).
-
-    Only plain tensor payloads pass: no pickled weights or constants, no custom or opaque objects, no
-    legacy ``.pt`` weight files, no AOTInductor packages, and sample inputs that ``weights_only`` loads.
-    """
-    import io
-
-    import torch
-
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ModelLoadError(f"{path} is not a torch.export archive (not a zip file: {e}); create it with "
-                             "torch.export.save(torch.export.export(model, args), 'model.pt2')") from e
-    with archive:
-        names = archive.namelist()
-
-        def refuse(why: str) -> ModelLoadError:
-            return ModelLoadError(f"refusing to load {path}: {why}, which torch.export.load would unpickle; "
-                                  "re-save it from plain tensors with torch.export.save")
-
-        if not any("/models/" in n and n.endswith(".json") for n in names):
-            raise ModelLoadError(f"{path} holds no exported program (no models/*.json); create it with "
-                                 "torch.export.save")
-        for name in names:
-            if "/data/aotinductor/" in name:
-                raise ModelLoadError(f"{path} is an AOTInductor package, not an exported program; export the "
-                                     "original module with torch.export.save instead")
-            if name.endswith(".pt") and ("/data/weights/" in name or "/data/constants/" in name):
-                raise refuse(f"it holds legacy pickled tensors ({name})")
-            if name.endswith(("_weights_config.json", "_constants_config.json")):
-                config = json.loads(archive.read(name)).get("config", {})
-                for fqn, meta in config.items():
-                    if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(("weight_", "tensor_")):
-                        raise refuse(f"{fqn!r} is stored as a pickled object ({meta.get('path_name')})")
-            if "/data/sample_inputs/" in name:
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                except Exception as e:
-                    raise refuse(f"its sample inputs ({name}) are not plain tensors") from e
-
-
 def _pt2_symbol_names(specs_raw: list[tuple[str, tuple[Any, ...]]]) -> dict[str, str]:
     """Readable names for torch.export's symbols (s23 -> batch): axis 0 is batch, axis 1 seq."""
     names: dict[str, str] = {}
@@ -362,7 +319,9 @@ def _from_pt2(path: Path, inputs: Sequence[TensorSpec] | None) -> ModelSource:
 
     if not path.is_file():
         raise ModelLoadError(f"torch.export archive not found: {path}")
-    check_pt2_archive(path)
+    from edgeai.pt2 import check_pt2_archive
+
+    check_pt2_archive(path)  # torch.export.load can unpickle and load native code: refuse such archives
     try:
         program = torch.export.load(str(path))
     except Exception as e:

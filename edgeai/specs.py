@@ -6,6 +6,8 @@ making sample inputs of the right dtype and value range (token ids within the vo
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -134,16 +136,80 @@ def apply_dynamic_axes(specs: Sequence[TensorSpec], dynamic_axes: Mapping[str, M
 
 
 def resolve_shape(spec: TensorSpec, dims: Mapping[str, int] | None = None) -> tuple[int, ...]:
+    """A concrete shape for ``spec``: symbolic dims from ``dims``, then :data:`DEFAULT_DIM_SIZES`."""
     dims = dict(DEFAULT_DIM_SIZES, **(dims or {}))
     out = []
     for i, d in enumerate(spec.shape):
         if isinstance(d, int):
-            out.append(d)
-        elif d is not None and d in dims:
-            out.append(int(dims[d]))
+            size = d
         else:
-            out.append(dims["batch"] if i == 0 else 8)
+            key = d if d is not None and d in dims else "batch" if i == 0 else None
+            raw = dims[key] if key is not None else 8
+            try:
+                size = int(raw)
+            except (TypeError, ValueError):
+                raise InputMismatchError(f"size of dim {key!r} must be an integer; got {raw!r}") from None
+        if size < 0:
+            raise InputMismatchError(f"input {spec.name!r} {spec.shape_str()} would get a negative size {size} "
+                                     f"on axis {i}; dim sizes must be >= 0")
+        out.append(size)
     return tuple(out)
+
+
+_ALWAYS_OK_BYTES = 64 * 2**20
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to allocate now (Linux MemAvailable, else free pages), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def default_max_sample_bytes() -> int:
+    """How much memory sample inputs may take: half of what is available now (4 GiB if unknown)."""
+    avail = _available_memory()
+    return avail // 2 if avail else 4 * 2**30
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+def check_sample_size(specs: Iterable[TensorSpec], dims: Mapping[str, int] | None = None, *,
+                      max_bytes: int | None = None, what: str = "sample inputs") -> int:
+    """Bytes that :func:`make_inputs` would allocate at its peak; raise before allocating too much.
+
+    Raises:
+        InputMismatchError: a size is negative, or the inputs would take more than ``max_bytes``
+            (default :func:`default_max_sample_bytes`), naming the largest input and its shape.
+    """
+    sizes = []
+    for spec in specs:
+        shape = resolve_shape(spec, dims)
+        count = math.prod(shape)  # Python ints: no overflow for absurd shapes
+        itemsize = 2 if spec.dtype == "bfloat16" else np.dtype(spec.dtype).itemsize
+        # numpy draws float64 / int64 first, then casts: both arrays are alive at the peak.
+        sizes.append((count * (8 + itemsize), count * itemsize, spec, shape))
+    peak = sum(s[0] for s in sizes)
+    if max_bytes is None and peak <= _ALWAYS_OK_BYTES:
+        return peak  # too small to matter: skip reading the memory figures
+    limit = default_max_sample_bytes() if max_bytes is None else max_bytes
+    if peak > limit:
+        _, final, spec, shape = max(sizes, key=lambda s: s[0])
+        raise InputMismatchError(
+            f"{what} would need {_gib(peak)} of memory (input {spec.name!r} {spec.dtype} {list(shape)} alone is "
+            f"{_gib(final)}); the limit is {_gib(limit)} (half of the memory available now). Use a smaller batch or "
+            f"sequence length, or pass your own inputs")
+    return peak
 
 
 def default_value_range(spec: TensorSpec) -> tuple[float, float] | None:
@@ -156,12 +222,18 @@ def default_value_range(spec: TensorSpec) -> tuple[float, float] | None:
 
 
 def make_inputs(specs: Iterable[TensorSpec], dims: Mapping[str, int] | None = None, *,
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Random inputs for ``specs``; symbolic dims take sizes from ``dims`` (then sensible defaults).
 
     Float inputs are standard normal; integer inputs stay within ``value_range`` (token ids within
     the vocabulary); attention masks are ones with a padded tail so no row is fully masked.
+
+    Raises:
+        InputMismatchError: before allocating anything, when the inputs would take more than
+            ``max_bytes`` (default: half of the memory available now) or a size is negative.
     """
+    specs = list(specs)
+    check_sample_size(specs, dims, max_bytes=max_bytes)
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:

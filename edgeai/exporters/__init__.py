@@ -134,6 +134,12 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
         raise ExportError(f"output path {path} should end in .onnx")
     if path.is_dir():
         raise ExportError(f"output path {path} is a folder; give a file name like {path / 'model.onnx'}")
+    if opset is not None:
+        import onnx
+
+        if not 7 <= opset <= onnx.defs.onnx_opset_version():
+            raise ExportError(f"opset {opset} does not exist for onnx {onnx.__version__}; use 7 to "
+                              f"{onnx.defs.onnx_opset_version()} (or leave it out for the exporter's default)")
     source = resolve(model, task=task, inputs=inputs, example_inputs=example_inputs, weights=weights)
     specs = list(source.inputs)
     if dynamic_axes:
@@ -160,6 +166,13 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
             last_error = e.__cause__ if isinstance(e.__cause__, Exception) else e
             continue
         elapsed = time.perf_counter() - t0
+        from edgeai.onnxfile import opset as written_opset
+
+        if opset is not None and written_opset(proto) != opset:
+            # torch's exporters fall back to their own default opset without an error.
+            attempts.append(f"{name}: asked for opset {opset}, it wrote opset {written_opset(proto)}")
+            last_error = ExportError(attempts[-1])
+            continue
         if simplify:
             proto = _simplify(proto)
         _annotate(proto, specs, names, source, name)

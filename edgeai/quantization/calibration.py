@@ -111,7 +111,8 @@ def _raw_samples(source: Any, specs: list[TensorSpec], batch: int) -> Iterator[d
         return
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".npy", ".npz"))
+        # Dot-files are skipped: a write killed midway leaves a hidden temp (.NAME.xxxx.npz) behind.
+        files = sorted(p for p in path.iterdir() if p.suffix in (".npy", ".npz") and not p.name.startswith("."))
         if not files:
             raise InputMismatchError(f"calibration folder {path} has no .npy or .npz files")
         for f in files:

@@ -110,7 +110,7 @@ def _engine(engine: str, device: str) -> Any:
 
 
 def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: bool = False,
-         precision: str | None = None, **options: Any) -> Model:
+         precision: str | None = None, check_values: bool = False, **options: Any) -> Model:
     """Load a model on a device and return the :class:`Model` every engine shares.
 
     Args:
@@ -121,6 +121,8 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
         fallback: when the device (or precision) cannot be had, run on ``cpu`` with a warning and
             record the fallback in ``Model.describe()``, instead of raising.
         precision: ``f32`` (default), ``f16``, ``bf16`` or ``auto`` (the engine's own choice).
+        check_values: check every run's values too: NaN/Inf or out-of-range token ids in inputs,
+            NaN/Inf in outputs (see :class:`Model`); off by default, it costs a pass over each array.
         **options: engine options: ``threads``, ``cache_dir``; onnxruntime ``optimization``;
             OpenVINO ``hint`` (latency/throughput), ``streams``, ``static_shapes``.
 
@@ -130,6 +132,13 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     """
     from edgeai.runtimes.base import parse_precision
 
+    threads = options.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise EdgeAIError(f"threads must be a positive integer (0: the engine's default); got {threads!r}")
+    if check_values:
+        model = load(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
+        model.check_values = True
+        return model
     req = parse_device(device)
     prec = parse_precision(precision)
     if req.engine != "torch" and isinstance(path, (str, os.PathLike)) and Path(path).is_dir() \

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeai.errors import InputMismatchError
+from edgeai.errors import InputMismatchError, NonFiniteOutputError
 from edgeai.specs import TensorSpec
 
 # Casts that never lose information a model could care about; anything else needs allow_cast.
@@ -89,6 +89,31 @@ class _TensorView:
             raise InputMismatchError(f"input {spec.name!r} expects {spec.dtype}; got a CUDA tensor of {tensor.dtype}")
 
 
+def value_problems(feeds: Mapping[str, Any], specs: list[TensorSpec] | None = None) -> dict[str, str]:
+    """What is wrong with the values (not the shapes) of ``feeds`` or outputs, by name.
+
+    Float arrays: NaN and Inf counts. Integer arrays whose spec has a ``value_range`` (token ids
+    and their vocabulary, 0/1 masks): how many values fall outside it. Empty dict: nothing wrong.
+    """
+    ranges = {s.name: s.value_range for s in specs or () if s.value_range is not None}
+    problems: dict[str, str] = {}
+    for name, arr in feeds.items():
+        arr = np.asarray(arr)
+        kind = arr.dtype.kind
+        if kind in "fc":
+            if arr.size and not np.isfinite(arr).all():
+                nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+                problems[name] = f"{nan} NaN and {inf} Inf of {arr.size} values"
+        elif kind in "iu" and name in ranges and arr.size:
+            low, high = ranges[name]
+            lo, hi = arr.min(), arr.max()
+            if lo < low or hi >= high:
+                bad = int(((arr < low) | (arr >= high)).sum())
+                problems[name] = (f"{bad} of {arr.size} values outside its range [{low:g}, {high:g}) "
+                                  f"(min {lo}, max {hi})")
+    return problems
+
+
 class Model:
     """A loaded model on one device. The same API whatever engine runs underneath.
 
@@ -100,23 +125,40 @@ class Model:
     thread-safe and runs concurrently; OpenVINO gets one infer request per thread on the same
     compiled model, so it runs concurrently too; the PyTorch reference runtime is serialized with a
     lock (modules may keep state between calls).
+
+    With ``check_values`` set (``edgeai.load(..., check_values=True)`` or the attribute), every
+    run also checks values: NaN/Inf in a float input or an integer input outside its spec's
+    ``value_range`` raises :class:`~edgeai.errors.InputMismatchError` before the engine runs
+    (engines differ here: onnxruntime rejects a token id past the vocabulary, OpenVINO returns
+    numbers), and NaN/Inf in an output raises :class:`~edgeai.errors.NonFiniteOutputError`. It
+    costs one pass over each array, so it is off by default.
     """
 
     def __init__(self, runtime: Runtime, *, allow_cast: bool = False, source: str | None = None,
-                 fallback: tuple[str, str] | None = None):
+                 check_values: bool = False, fallback: tuple[str, str] | None = None):
         self._runtime = runtime
         self.inputs: list[TensorSpec] = list(runtime.inputs)
         self.outputs: list[TensorSpec] = list(runtime.outputs)
         self.allow_cast = allow_cast
+        self.check_values = check_values
         self.source = source
         self._info = runtime.info()
         if fallback is not None:  # (device asked for, why it did not run there)
             self._info = replace(self._info, device=fallback[0], fallback=fallback[1])
         self._lock = None if runtime.concurrent else threading.Lock()
         self._output_names = [o.name for o in self.outputs]
-        # Precomputed per input: (name, numpy dtype, rank, fixed dims) so checks cost microseconds.
+        # A symbolic dim named on several axes (input_ids and attention_mask both [batch, seq]) must
+        # take one size: ONNX defines it so, and OpenVINO otherwise broadcasts and answers garbage.
+        uses: dict[str, int] = {}
+        for s in self.inputs:
+            for d in s.shape:
+                if isinstance(d, str):
+                    uses[d] = uses.get(d, 0) + 1
+        # Precomputed per input: (name, numpy dtype, rank, fixed dims, spec, shared symbolic dims)
+        # so checks cost microseconds.
         self._checks = [(s.name, np.dtype(s.dtype) if s.dtype != "bfloat16" else None, s.rank,
-                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s)
+                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int)), s,
+                         tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, str) and uses[d] > 1))
                         for s in self.inputs]
         self._input_names = frozenset(s.name for s in self.inputs)
         self._device_tensors = bool(getattr(runtime, "device_tensors", False))
@@ -142,12 +184,28 @@ class Model:
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once. ``feeds`` maps every input name to an array (numpy or torch)."""
         checked = self.check_feeds(feeds)
+        if self.check_values:
+            self._raise_for_values(checked, "input")
         if self._lock is None:
             outs = self._runtime.run(checked)
         else:
             with self._lock:
                 outs = self._runtime.run(checked)
-        return dict(zip(self._output_names, outs, strict=True))
+        result = dict(zip(self._output_names, outs, strict=True))
+        if self.check_values:
+            self._raise_for_values(result, "output")
+        return result
+
+    def _raise_for_values(self, arrays: Mapping[str, Any], side: str) -> None:
+        problems = value_problems(arrays, self.inputs if side == "input" else None)
+        if not problems:
+            return
+        text = "; ".join(f"{side} {k!r}: {v}" for k, v in problems.items())
+        if side == "input":
+            raise InputMismatchError(f"bad input values: {text}. Clean the data (np.nan_to_num, clip token ids) "
+                                     "or load without check_values to run it anyway")
+        raise NonFiniteOutputError(f"the model produced NaN/Inf on {self.device} from finite inputs: {text}. Compare "
+                                   "with the reference (edgeai check) to see whether the engine or the model is at fault")
 
     def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(feeds, Mapping):
@@ -155,7 +213,8 @@ class Model:
         if len(feeds) != len(self._checks) or not self._input_names.issuperset(feeds):
             self._raise_names(feeds)
         out: dict[str, Any] = {}
-        for name, dtype, rank, fixed, spec in self._checks:
+        sizes: dict[str, int] = {}
+        for name, dtype, rank, fixed, spec, shared in self._checks:
             arr = feeds[name]
             if type(arr) is not np.ndarray:
                 arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr)
@@ -172,8 +231,17 @@ class Model:
                         f"input {name!r} expects {spec.dtype} {spec.shape_str()}; got {list(arr.shape)}: "
                         f"axis {i} must be {d}, got {arr.shape[i]}"
                         + (" — transpose to NCHW" if rank == 4 and d == 3 and arr.shape[-1] == 3 else ""))
+            for i, sym in shared:
+                if sizes.setdefault(sym, arr.shape[i]) != arr.shape[i]:
+                    self._raise_shared(sym, {**out, name: arr})
             out[name] = arr.tensor if isinstance(arr, _TensorView) else arr
         return out
+
+    def _raise_shared(self, sym: str, arrays: Mapping[str, Any]) -> None:
+        got = ", ".join(f"{s.name!r} axis {i} = {arrays[s.name].shape[i]}" for s in self.inputs if s.name in arrays
+                        for i, d in enumerate(s.shape) if d == sym)
+        raise InputMismatchError(f"inputs disagree on dim {sym!r}: {got}; every axis named {sym!r} must have the "
+                                 "same size (pad or truncate them together)")
 
     def _raise_names(self, feeds: Mapping[str, Any]) -> None:
         given = set(feeds)
@@ -188,6 +256,9 @@ class Model:
         raise InputMismatchError(f"inputs do not match the model: {'; '.join(parts)}. Expected: {expected}")
 
     def _cast(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype.name == spec.dtype and not arr.dtype.isnative:
+            # Same type in the other byte order (a '>f4' array read from a file): swapping is lossless.
+            return arr.astype(arr.dtype.newbyteorder("="))
         if self.allow_cast and (arr.dtype.name, spec.dtype) in _SAFE_CASTS:
             return arr.astype(spec.dtype)
         hint = (f"load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"

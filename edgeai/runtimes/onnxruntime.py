@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -44,7 +45,6 @@ def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLi
     level and the CPU (level ``all`` writes CPU-specific layouts), so that two files with the same
     name, an edited file or another machine sharing the folder never get someone else's graph.
     """
-    import hashlib
 
     from onnx import TensorProto
 
@@ -108,7 +108,7 @@ class OnnxRuntimeRuntime:
         providers.append("CPUExecutionProvider")
 
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # FATAL only: errors reach users once, as EdgeAIError, not as a log line too
         so.graph_optimization_level = _OPT_LEVELS[optimization]
         if threads:
             so.intra_op_num_threads = threads

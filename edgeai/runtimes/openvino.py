@@ -34,6 +34,16 @@ def available_targets() -> list[str]:
     return list(core().available_devices)
 
 
+def _message(e: BaseException) -> str:
+    """OpenVINO's text starts with 'Exception from src/...cpp:N:' lines; the cause is in the last ones."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines()
+             if ln.strip() and not ln.strip().startswith(("Exception from src/", "Check 'false' failed"))]
+    if not lines:
+        return str(e).strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
+    cause = lines[-1]
+    return (cause if len(lines) == 1 else f"{cause} ({lines[0]})")[:500]
+
+
 def _static_profile(inputs: list[TensorSpec], shapes: Mapping[str, Any]) -> dict[str, list[int]]:
     """Resolve a shape profile (``{"input_ids": (1, 128)}``) against the inputs; every name must exist."""
     names = {s.name: s for s in inputs}
@@ -105,10 +115,15 @@ class OpenVINORuntime:
         try:
             model = core().read_model(str(path))
         except Exception as e:
-            raise ModelLoadError(f"OpenVINO could not read {path}: {str(e).strip().splitlines()[0][:400]}") from e
+            raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
         self._static = plan_static_shapes(self.inputs, static_shapes, static_only=base == "NPU")
         if self._static:
+            from edgeai.specs import check_sample_size
+
+            # Compiling allocates buffers for the static shapes: refuse absurd ones before it does.
+            check_sample_size([s.with_shape(shape) for s in self.inputs for n, shape in self._static.items()
+                               if s.name == n], what=f"static shapes {self._static}")
             model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
             self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
 
@@ -131,8 +146,7 @@ class OpenVINORuntime:
         try:
             self.compiled = core().compile_model(model, target, config)
         except Exception as e:
-            raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: "
-                                         f"{str(e).strip().splitlines()[0][:400]}") from e
+            raise DeviceUnavailableError(f"OpenVINO could not compile {path} for {target}: {_message(e)}") from e
         self.load_time_s = time.perf_counter() - t0
         # OpenVINO keys its cache by model, config and device itself; we only record what happened.
         cache = None
@@ -152,6 +166,9 @@ class OpenVINORuntime:
         self._local = threading.local()
         self._options = {"hint": hint, "precision_requested": precision, "static_shapes": self._static,
                          "cache_dir": cache_dir, "cache": cache}
+        self._path, self._config = str(path), config
+        self._recompile_lock = threading.Lock()
+        self.recompiles = 0  # times a failed run made us recompile (see _recompile_after_failure)
 
     def _prop(self, name: str) -> Any:
         try:
@@ -173,10 +190,33 @@ class OpenVINORuntime:
         return f"int8+{name}" if self._graph_precision == "int8" else name
 
     def _request(self) -> Any:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-        return req
+        """This thread's infer request on the current compiled model (made on first use)."""
+        entry = getattr(self._local, "entry", None)
+        if entry is None or entry[0] is not self.compiled:
+            entry = self._local.entry = (self.compiled, self.compiled.create_infer_request())
+        return entry[1]
+
+    def _recompile_after_failure(self, failed_on: Any) -> None:
+        """Replace the compiled model after a failed run.
+
+        OpenVINO's CPU plugin (2026.4) keeps a failed shape inference in state that all infer
+        requests share: the last input shape that worked then fails with the same error, on every
+        thread, until some other shape runs - one bad request took a fixed-shape service down. A
+        freshly compiled model has no such state; threads move to it on their next call.
+        """
+        if not any(d.startswith("CPU") for d in self._exec_devices):
+            return
+        with self._recompile_lock:
+            if self.compiled is not failed_on:
+                return  # another thread has already replaced it
+            try:
+                model = core().read_model(self._path)
+                if self._static:
+                    model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
+                self.compiled = core().compile_model(model, self._target, self._config)
+                self.recompiles += 1
+            except Exception:  # keep the old one; the caller reports the original failure
+                pass
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         if self._static:
@@ -184,10 +224,16 @@ class OpenVINORuntime:
                 if list(feeds[name].shape) != shape:
                     raise InputMismatchError(f"input {name!r} was compiled for the static shape {shape}; "
                                              f"got {list(feeds[name].shape)}")
+        for name, arr in feeds.items():
+            if arr.size == 0:  # refused here: a failed run would also trigger the recompile below
+                raise InputMismatchError(f"OpenVINO cannot run empty tensors: input {name!r} has shape "
+                                         f"{list(arr.shape)}; give at least one item per axis")
+        request = self._request()
         try:
-            result = self._request().infer(feeds, share_inputs=True, share_outputs=False)
+            result = request.infer(feeds, share_inputs=True, share_outputs=False)
         except Exception as e:
-            raise EdgeAIError(f"OpenVINO failed while running the model: {str(e).strip().splitlines()[0][:500]}") from e
+            self._recompile_after_failure(self._local.entry[0])
+            raise EdgeAIError(f"OpenVINO failed while running the model: {_message(e)}") from e
         return list(result.to_tuple())
 
     def info(self) -> RuntimeInfo:
