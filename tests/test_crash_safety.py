@@ -63,7 +63,13 @@ def _kill_when(proc: subprocess.Popen, folder: Path, ready: Callable[[list[os.Di
 def _hidden_temp(prefix: str, nonempty: bool = False) -> Callable[[list[os.DirEntry]], bool]:
     def ready(entries: list[os.DirEntry]) -> bool:
         for e in entries:
-            if e.name.startswith(prefix) and (not nonempty or (e.is_file() and e.stat().st_size > 0)):
+            if not e.name.startswith(prefix):
+                continue
+            if not nonempty:
+                return True
+            # A temp file, or export's hidden staging folder holding the file being written.
+            files = [e] if e.is_file() else [f for f in os.scandir(e.path) if f.is_file()] if e.is_dir() else []
+            if any(f.stat().st_size > 0 for f in files):
                 return True
         return False
 
@@ -194,7 +200,7 @@ def test_stale_temps_are_never_read_as_data(zoo_onnx, tmp_path):
     calib.mkdir()
     np.save(calib / "s0.npy", np.zeros((1, 1, 28, 28), np.float32))
     (calib / ".s1.npy.1a2b3c4d.npy").write_bytes(b"\x93NUMPY half-written")
-    from edgeai.quantize.calibration import load_samples
+    from edgeai.quantization.calibration import load_samples
 
     model = edgeai.load(zoo_onnx("cnn"))
     assert len(list(load_samples(str(calib), model.inputs))) == 1

@@ -371,13 +371,16 @@ def test_cli_quantize_static_json(cli, trained_cnn, digits, tmp_path):
     assert data["latency"]["p50_ms"] > 0 and data["size_after"] < data["size_before"]
 
 
-def test_cli_auto_unmeetable_tolerance_exits_1(cli, zoo_onnx, tmp_path):
-    out = cli("quantize", zoo_onnx("cnn"), "-o", tmp_path / "q.onnx", "--mode", "auto", "--calib", "random:8",
-              "--min-cosine", "1.01")
+def test_cli_unmeetable_tolerance_exits_1_and_impossible_one_exits_2(cli, zoo_onnx, tmp_path):
+    out = cli("quantize", zoo_onnx("cnn"), "-o", tmp_path / "q.onnx", "--mode", "static", "--calib", "random:8",
+              "--min-cosine", "0.9999999")
     assert out.returncode == 1, (out.stdout, out.stderr)
-    assert "Best reached" in out.stderr and "Traceback" not in out.stderr
+    assert "out of tolerance" in out.stderr and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0, out.stderr
     assert not (tmp_path / "q.onnx").exists()
+    # A cosine above 1 cannot be met by anything: that is bad input, not a failed check.
+    bad = cli("quantize", zoo_onnx("cnn"), "-o", tmp_path / "q.onnx", "--mode", "auto", "--min-cosine", "1.01")
+    assert bad.returncode == 2 and "out of range" in bad.stderr, bad.stderr
 
 
 def test_importing_a_submodule_first_keeps_edgeai_quantize_the_function():

@@ -163,7 +163,7 @@ def test_pt2_archive_with_pickled_payload_is_refused(pt2_archive, tmp_path):
                 next(iter(config["config"].values()))["use_pickle"] = True
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
-    with pytest.raises(ModelLoadError, match="refusing to load .*pickled"):
+    with pytest.raises(ModelLoadError, match="pickled"):
         resolve(bad)
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not a zip")

@@ -314,14 +314,17 @@ def _write_and_validate(proto: Any, path: Path, specs: Sequence[TensorSpec], nam
     """
     import tempfile
 
-    from edgeai.atomic import save_onnx
+    from edgeai.atomic import WriteError, save_onnx
     from edgeai.onnxfile import io_specs, opset
 
     path.parent.mkdir(parents=True, exist_ok=True)
     report = None
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
         staged = Path(staging) / path.name
-        save_onnx(proto, staged)
+        try:
+            save_onnx(proto, staged)
+        except WriteError as e:  # name the file the user asked for, not our staging folder
+            raise WriteError(path, e.cause) from e.cause
         if validate:
             report = _validate(staged, source, specs, atol, dims)
             if isinstance(report, tuple):
