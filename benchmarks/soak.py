@@ -71,15 +71,20 @@ def soak_device(path: Path, device: str, runs: int, warmup: int, threads: int = 
     model = edgeai.load(path, device)
     pool = [make_inputs(model.inputs, {"batch": b, "seq": 8 + 4 * (b % 3)}, seed=b) for b in (1, 2, 3, 4)]
     expected = [model.run(f) for f in pool]
-    for i in range(warmup):
-        model.run({k: v.copy() for k, v in pool[i % len(pool)].items()})
-    gc.collect()
-    start = rss_mb()
     done = [0] * threads
     mismatches: list[int] = []
     errors: list[BaseException] = []
+    # Every worker warms up on its own thread first (OpenVINO makes one infer request per thread, a
+    # one-time allocation that is not a leak); RSS is taken once all of them have.
+    warmed, go = threading.Barrier(threads + 1), threading.Event()
 
     def worker(t: int) -> None:
+        try:
+            for i in range(t, warmup, threads):
+                model.run({k: v.copy() for k, v in pool[i % len(pool)].items()})
+        finally:
+            warmed.wait()
+        go.wait()  # the timed runs start after RSS was read
         try:
             for i in range(t, runs, threads):
                 k = i % len(pool)
@@ -91,9 +96,13 @@ def soak_device(path: Path, device: str, runs: int, warmup: int, threads: int = 
             errors.append(e)
 
     workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    t0 = time.perf_counter()
     for w in workers:
         w.start()
+    warmed.wait()
+    gc.collect()
+    start = rss_mb()
+    t0 = time.perf_counter()
+    go.set()
     points = [(0, start)]
     while any(w.is_alive() for w in workers):
         time.sleep(0.1)

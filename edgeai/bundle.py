@@ -233,6 +233,13 @@ class Bundle:
         path = self.verify(chosen)
         model = load(path, device, **options)
         model.source = f"{self.path} [variant {chosen.name}: {chosen.file}]"
+        requested = model.describe().device
+        if requested not in chosen.devices and requested not in self.defaults:
+            # Runs, but its parity and latency were measured elsewhere: say so, and record it.
+            why = (f"bundle variant {chosen.name!r} was checked on {list(chosen.devices)}, not on {requested}; "
+                   f"re-deploy with --device {requested} to check it there")
+            warnings.warn(f"edgeai: {why}", stacklevel=3)
+            model.record_fallback(why)
         return model
 
     def describe(self) -> dict[str, Any]:

@@ -66,6 +66,14 @@ def _print_json(obj: Any) -> None:
     typer.echo(to_json(obj))
 
 
+def _require_matplotlib(option: str) -> None:
+    """Fail before a long run, not after it, when a plot cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise EdgeAIError(f"{option} needs matplotlib: pip install edgeai[extras]") from None
+
+
 def _parse_shapes(shapes: list[str] | None) -> dict[str, list[int]] | None:
     if not shapes:
         return None
@@ -269,7 +277,7 @@ def run(
     m = edgeai.load(model, device, precision=precision, fallback=fallback, check_values=check_values, **options)
     feeds = _read_feeds(input)
     if feeds is None:
-        feeds = make_inputs(m.inputs, {"batch": 1, **({} if not static else {})})
+        feeds = make_inputs(m.inputs, {"batch": 1})  # static shapes are already in m.inputs
     outs = m.run(feeds)
     from edgeai.runtimes.base import value_problems
 
@@ -411,7 +419,17 @@ def bench(
     Example: edgeai bench cnn.onnx cnn.int8.onnx --device cpu --device openvino:CPU --batch 1,8 --plot bench.png
     """
     if generate is not None:
+        ignored = [flag for flag, value in (("--plot", plot), ("--csv", csv), ("--markdown", markdown),
+                                            ("--compare-to", compare_to), ("--baseline", baseline),
+                                            ("--precision", precision), ("--shape", shape), ("--dim", dim),
+                                            ("--cache-dir", cache_dir), ("--duration", duration))
+                   if value] + (["--batch"] if batch != "1" else []) + (["--streams"] if streams != 1 else [])
+        if ignored:
+            raise EdgeAIError(f"--generate times the generation loop and does not take {', '.join(ignored)}; "
+                              "drop them, or benchmark single forward passes without --generate")
         return _bench_generate(models, device or ["cpu"], generate, warmup, rounds, threads, json_out)
+    if plot is not None:
+        _require_matplotlib("--plot")
     from edgeai.bench import bench_matrix, physical_cores
     from edgeai.report import (
         bench_csv,
@@ -635,12 +653,10 @@ def deploy(
     Example: edgeai deploy zoo:cnn -o cnn-bundle --device cpu --device openvino:CPU --calib calib.npz
     """
     import edgeai
-    from edgeai.parity import Tolerance
     from edgeai.specs import parse_dynamic_spec, parse_input_spec
 
-    tol = None
-    if min_cosine is not None or min_top1 is not None:
-        tol = Tolerance(None, None, min_cosine, min_top1)
+    tol = {"min_cosine": min_cosine, "min_top1": min_top1} if min_cosine is not None or min_top1 is not None \
+        else None
     result = edgeai.deploy(source, output, devices=device or ["cpu"], mode=mode, calibration=calib,
                            eval_inputs=data, samples=samples, tolerance=tol,
                            inputs=[parse_input_spec(t) for t in input] if input else None,

@@ -204,7 +204,8 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
             ``fp16``, ``openvino-int8`` (one file, checked on every device) or ``none`` (FP32 only).
         calibration: calibration data (see ``edgeai.quantization.calibration``); None: random, warned.
         eval_inputs: parity data; default the calibration data if real, else random samples.
-        tolerance: a :class:`~edgeai.parity.Tolerance`; default by each variant's precision.
+        tolerance: a :class:`~edgeai.parity.Tolerance` for every variant, or a dict of limits
+            (``{"min_cosine": 0.99}``) overriding each variant's default; None: defaults by precision.
         preprocessing: what an app must do to raw data before feeding the model (free-form JSON).
         labels: class names for a classifier's outputs.
         iterations, rounds: timed runs per (variant, device) at batch 1, interleaved in rounds.
@@ -344,7 +345,6 @@ class _Pipeline:
 
     def quantize(self, calibration: Any, feeds: list[dict], tolerance: Any, fallback_fp32: bool, force: bool,
                  options: dict[str, Any]) -> None:
-        # (not edgeai.quantization: once the subpackage is imported, that name is the package, not the function)
         from edgeai.quantization import ToleranceNotMet, quantize
 
         fp32 = self.work / "model.fp32.onnx"
@@ -361,7 +361,8 @@ class _Pipeline:
             dst = self.work / f"model.{name}.onnx"
             try:
                 result = quantize(fp32, dst, mode=self.mode, calibration=calibration, device=devs[0],
-                                  tolerance=tolerance, eval_inputs=feeds, force=force, **options)
+                                  tolerance=_tolerance_for(tolerance, "f16" if self.mode == "fp16" else "int8"),
+                                  eval_inputs=feeds, force=force, **options)
             except ToleranceNotMet as e:
                 if not fallback_fp32:
                     raise
@@ -388,7 +389,8 @@ class _Pipeline:
             for device in list(entry["devices"]):
                 self.step(description=f"check {entry['name']} on {device}")
                 model = _load(self.work / entry["file"], device)
-                report = compare(self.reference, model, feeds, tolerance=tolerance)
+                report = compare(self.reference, model, feeds,
+                                 tolerance=_tolerance_for(tolerance, model.describe().precision))
                 entry["parity"][device] = _summary(report)
                 self.models[(entry["name"], device)] = model
                 self.reports.append(report)
@@ -486,6 +488,17 @@ class _Pipeline:
         write_text(self.work / "report.md", report_markdown(manifest, (self.work / "report.png").exists()))
         write_text(self.work / MANIFEST, to_json(manifest) + "\n")
         self.step(description="done")
+
+
+def _tolerance_for(tolerance: Any, precision: str) -> Any:
+    """A Tolerance is used as given; a dict overrides only its limits on the default for ``precision``
+    (so ``--min-cosine`` alone keeps the default top-1 check, and FP32 variants keep allclose)."""
+    if not isinstance(tolerance, Mapping):
+        return tolerance
+    from edgeai.parity import Tolerance
+
+    return Tolerance.for_precision(precision).with_overrides(
+        **{k: v for k, v in tolerance.items() if v is not None})
 
 
 def _load(path: Any, device: str) -> Any:

@@ -11,7 +11,7 @@ text. ``compare_generation`` measures two things over a set of prompts:
   One near-tie flip makes the rest of a free-running generation differ, so it is not the criterion.
 
 ``quantize_generation`` quantizes the decoder (and the encoder of an encoder-decoder) with
-:func:`edgeai.quantization`, calibrating and evaluating on feeds recorded from real generations with
+:func:`edgeai.quantize`, calibrating and evaluating on feeds recorded from real generations with
 the FP32 model, and accepts the result by that generation parity.
 """
 
@@ -208,7 +208,12 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
         if folder:
             dst.mkdir(exist_ok=True)
         for role, name in names.items():
+            # Each file is renamed whole (the staging folder is on the same file system); a >2 GB
+            # model's weights move first so the model never points at a missing data file.
             final = dst / name if folder else dst
+            data = Path(work) / (name + ".data")
+            if data.exists():
+                os.replace(data, final.with_name(final.name + ".data"))
             os.replace(Path(work) / name, final)
             parts[role] = dataclasses.replace(parts[role], dst=final)
     return GenerationQuantizeResult(src, dst, mode, parts, parity)

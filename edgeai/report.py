@@ -112,7 +112,8 @@ def _pct(v: float | None) -> str | None:
     return None if v is None else f"{v:.1%}"
 
 
-def _ran_on(side: dict[str, Any]) -> str:
+def _providers(side: dict[str, Any]) -> str:
+    """'CPU' / 'CUDA,CPU' from a parity report side (its RuntimeInfo dict)."""
     return ",".join(d.replace("ExecutionProvider", "") for d in side.get("devices_in_effect") or [])
 
 
@@ -132,7 +133,7 @@ def _short_failures(failures: Sequence[str]) -> str:
 def _who(side: dict[str, Any]) -> str:
     """'cnn.int8.onnx on openvino:CPU (openvino 2026.4 CPU, int8+f32)' from a report's side dict."""
     model = f"{Path(side['model']).name} " if side.get("model") else ""
-    ran = _ran_on(side)
+    ran = _providers(side)
     where = f"on {side.get('device', '?')} " if side.get("engine") != "torch" else ""
     return f"{model}{where}({side.get('engine', '?')} {side.get('engine_version', '')} {ran}, " \
            f"{_precision(side)})".replace("  ", " ")
@@ -155,7 +156,7 @@ def check_table(reports: Sequence[Any]) -> Any:
         c, w = r.candidate, r.worst
         failing = [f for o in r.outputs for f in o.failures]
         rows.append((Path(c["model"]).name if c.get("model") else "?", c.get("device"),
-                     f"{c.get('engine')} {_ran_on(c)}", _precision(c), r.samples, w.max_abs, w.mean_abs, w.cosine,
+                     f"{c.get('engine')} {_providers(c)}", _precision(c), r.samples, w.max_abs, w.mean_abs, w.cosine,
                      _pct(w.top1), _pct(w.top5), "pass" if r.passed else f"FAIL ({_short_failures(failing)})"))
     ref = reports[0].reference if reports else {}
     return table(f"edgeai check vs {_who(ref)}",

@@ -436,8 +436,11 @@ def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[Tensor
     if not list(path.glob("*.safetensors")):
         raise ModelLoadError(f"{path} has no *.safetensors weights; edgeai does not unpickle .bin checkpoints "
                              "(convert with model.save_pretrained(dir, safe_serialization=True))")
-    import transformers as tf
-
+    try:
+        import transformers as tf
+    except ImportError as e:
+        raise ModelLoadError(f"{path} is a transformers folder, and transformers is not installed: "
+                             "pip install edgeai[transformers]") from e
     try:
         with _quiet_transformers():
             model = getattr(tf, TASKS[task].auto_class).from_pretrained(

@@ -233,3 +233,9 @@ def test_matrix_streams_give_aggregate_throughput(zoo_onnx):
 def test_cuda_benchmark_says_what_ran(zoo_onnx):
     r = edgeai.benchmark(zoo_onnx("cnn"), device="cuda", warmup=2, iterations=20)
     assert r.runtime["devices_in_effect"][0] == "CUDAExecutionProvider" and r.latency.n == 20
+
+
+def test_generate_mode_refuses_options_it_would_ignore(cli, zoo_onnx, tmp_path):
+    out = cli("bench", zoo_onnx("cnn"), "--generate", "4", "--plot", tmp_path / "p.png", "--batch", "1,8")
+    assert out.returncode == 2 and "--plot, --batch" in out.stderr, out.stderr
+    assert not (tmp_path / "p.png").exists()

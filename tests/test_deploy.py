@@ -228,6 +228,19 @@ def test_mode_none_ships_fp32_only(zoo_onnx, tmp_path):
     assert result.passed and [v["name"] for v in m["variants"]] == ["fp32"] and m["defaults"] == {"cpu": "fp32"}
     assert m["calibration"] is None and m["labels"][0] == "a" and m["preprocessing"] == {"scale": 1 / 255}
     assert Bundle(tmp_path / "b").labels == list("abcdefghij")
+    if "openvino:CPU" in edgeai.devices():
+        # A device the bundle was never checked on: it runs, and the result says so.
+        with pytest.warns(UserWarning, match="checked on \\['cpu'\\], not on openvino:CPU"):
+            model = edgeai.load(tmp_path / "b", device="openvino:CPU")
+        assert "not on openvino:CPU" in model.describe().fallback
+
+
+def test_tolerance_limits_override_each_variants_default(zoo_onnx, tmp_path):
+    # --min-cosine alone must keep the FP32 variant's allclose check and the default top-1 check.
+    result = edgeai.deploy(zoo_onnx("cnn"), tmp_path / "b", devices=["cpu"], mode="none", iterations=3, rounds=1,
+                           samples=2, tolerance={"min_cosine": 0.999})
+    tol = result.manifest["variants"][0]["parity"]["cpu"]["tolerance"]
+    assert tol["min_cosine"] == 0.999 and tol["atol"] == 1e-4 and tol["min_top1"] == 0.99
 
 
 def test_api_errors_are_edgeai_errors(tmp_path, zoo_onnx, monkeypatch):

@@ -126,6 +126,14 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
     if task is not None and task.endswith("-with-past"):  # KV-cache decoders: edgeai.exporters.generation
         from edgeai.exporters.generation import export_with_past
 
+        given = [name for name, value in (("inputs", inputs), ("dynamic_axes", dynamic_axes),
+                                          ("example_inputs", example_inputs), ("output_names", output_names),
+                                          ("weights", weights), ("validation_dims", validation_dims)) if value]
+        if simplify:
+            given.append("simplify")
+        if given:
+            raise ExportError(f"task {task!r} builds its own inputs, outputs and cache axes and does not take "
+                              f"{', '.join(given)}; drop them (weights: save the model folder with them instead)")
         return export_with_past(model, path, task=task, opset=opset, exporter=exporter, validate=validate, atol=atol)
     if exporter not in ("auto", *EXPORTERS):
         raise ExportError(f"unknown exporter {exporter!r}; use auto, {', '.join(EXPORTERS)}")

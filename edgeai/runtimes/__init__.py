@@ -151,9 +151,11 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
                           "(edgeai.export) or use device='torch' for the PyTorch reference")
     if req.engine == "openvino" and req.target.split(".")[0] not in ("AUTO", "MULTI", "HETERO") \
             and req.device not in devices() and fallback:
-        why = f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
-        warnings.warn(f"edgeai: {why}", stacklevel=2)
         cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir")}
+        dropped = sorted(k for k in options if k not in cpu_options) + (["precision"] if precision else [])
+        why = (f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
+               + (f" without the OpenVINO-only option(s) {dropped}" if dropped else ""))
+        warnings.warn(f"edgeai: {why}", stacklevel=2)
         runtime = _engine("onnxruntime", device)(path, "cpu", "CPU", 0, **cpu_options)
         return Model(runtime, allow_cast=allow_cast, source=str(path), fallback=(req.device, why))
     engine_cls = _engine(req.engine, device)

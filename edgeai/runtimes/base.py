@@ -167,6 +167,10 @@ class Model:
     def device(self) -> str:
         return self._info.device
 
+    def record_fallback(self, why: str) -> None:
+        """Note in ``describe().fallback`` that this model is not exactly what was asked for."""
+        self._info = replace(self._info, fallback=why if not self._info.fallback else f"{self._info.fallback}; {why}")
+
     @property
     def runtime(self) -> Runtime:
         return self._runtime
