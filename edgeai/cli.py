@@ -28,6 +28,12 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
     _state["debug"] = debug
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    text = str(message)
+    typer.echo(f"warning: {text[len('edgeai: '):] if text.startswith('edgeai: ') else text}", err=True)
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn EdgeAIErrors into one clear line on stderr and the documented exit code."""
 
@@ -38,6 +44,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         report.set_quiet(bool(kwargs.get("json_out")))
         try:
             with warnings.catch_warnings():
+                if not _state["debug"]:  # one 'warning:' line, not Python's file:line + source echo
+                    warnings.showwarning = _show_warning
                 warnings.simplefilter("default" if _state["debug"] else "ignore")
                 warnings.filterwarnings("always", message="edgeai:.*")
                 warnings.filterwarnings("always", message="calibrating on random.*")
