@@ -213,6 +213,20 @@ def test_edgeai_generate_stays_callable_after_importing_the_submodule(exported):
     assert out.returncode == 0 and out.stdout.strip() == "2", out.stderr
 
 
+def test_auto_quantization_of_a_decoder_is_judged_by_generation(exported, tmp_path):
+    """`auto` on a KV-cache decoder: INT8 only if measured faster here, and generation must still match."""
+    from edgeai.generate_parity import quantize_generation
+
+    result = quantize_generation(exported("gpt2")[1].path, tmp_path / "gpt2.auto.onnx", mode="auto",
+                                 max_new_tokens=8)
+    assert result.parity.passed, result.parity.verdict()
+    part = result.parts["decoder"]
+    precision = edgeai.load(part.dst).describe().precision
+    # Either INT8 that was measured faster, or FP32 kept with the measured reason (tiny models: INT8 loses).
+    assert precision == "int8" or any("not measured faster" in n for n in part.notes), part.notes
+    assert part.candidates, "auto must say what it tried"
+
+
 def test_dynamic_int8_generation_parity(exported, tmp_path):
     from edgeai.generate_parity import compare_generation, quantize_generation
 
