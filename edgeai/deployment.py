@@ -147,18 +147,16 @@ def _materialize(data: Any) -> Any:
 
 
 def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], samples: int) -> tuple[list[dict], str]:
-    from edgeai.quantization.calibration import load_samples
-    from edgeai.specs import make_inputs
+    """The feeds quantize() judges its own result on (so its gate and deploy's check agree), and what they are."""
+    from edgeai.quantization.calibration import is_random
+    from edgeai.quantization.measure import eval_feeds
 
+    feeds, _ = eval_feeds(eval_inputs, calibration, specs, samples)
     if eval_inputs is not None:
-        feeds = list(load_samples(eval_inputs, specs, limit=samples))
         return feeds, f"{len(feeds)} feeds of the given evaluation data"
-    if calibration is not None and not (isinstance(calibration, str) and calibration.startswith("random")):
-        feeds = list(load_samples(calibration, specs, limit=samples))
+    if calibration is not None and not is_random(calibration):
         return feeds, f"the first {len(feeds)} calibration samples (pass separate data with --data)"
-    # The same random samples quantize() evaluates on by default, so its gate and this check agree.
-    return ([make_inputs(specs, {"batch": 2}, seed=500 + i) for i in range(samples)],
-            f"{samples} random samples at batch 2 (pass real data with --data or --calib)")
+    return feeds, f"{samples} random samples at batch 2 (pass real data with --data or --calib)"
 
 
 def _summary(report: Any) -> dict[str, Any]:
