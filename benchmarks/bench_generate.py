@@ -29,7 +29,7 @@ from edgeai.report import markdown_table  # noqa: E402
 
 
 def export_family(family: str, out: Path) -> Path:
-    from edgeai.exporters.transformers import build_hf_model, tiny_config
+    from edgeai.hf_tasks import build_hf_model, tiny_config
 
     seq2seq = family == "t5"
     model = build_hf_model(tiny_config(family), "text2text-generation" if seq2seq else "text-generation")

@@ -25,7 +25,7 @@ TASK_FAMILIES = {"fill-mask": "distilbert", "text-classification": "roberta", "t
 
 def sources(folder: Path) -> list[tuple[str, str, str | None]]:
     """(label, source, task): the zoo, then one saved transformers folder per task."""
-    from edgeai.exporters.transformers import build_hf_model, tiny_config
+    from edgeai.hf_tasks import build_hf_model, tiny_config
     from edgeai.zoo import ZOO
 
     out: list[tuple[str, str, str | None]] = [(f"zoo:{n}", f"zoo:{n}", None) for n in ZOO]

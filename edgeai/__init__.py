@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from edgeai._version import __version__
 
 # public name -> module that defines it; resolved on first access (PEP 562).
 _LAZY = {
@@ -30,17 +30,23 @@ from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhe
     DeviceUnavailableError,
     EdgeAIError,
     ExportError,
+    ExportValidationError,
     InputMismatchError,
     ModelLoadError,
+    NonFiniteOutputError,
+    ParityAssertionError,
     ParityError,
     QuantizationError,
+    ToleranceNotMet,
+    WriteError,
 )
 
 __all__ = [
     "export", "ExportResult", "quantize", "QuantizeResult", "load", "devices", "Model", "RuntimeInfo",
     "compare", "Tolerance", "ParityReport", "benchmark", "BenchReport", "TensorSpec", "cpu_info",
     "generate", "deploy", "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
-    "QuantizationError", "ParityError", "__version__",
+    "ExportValidationError", "QuantizationError", "ToleranceNotMet", "ParityError", "ParityAssertionError",
+    "NonFiniteOutputError", "WriteError", "__version__",
 ]
 
 

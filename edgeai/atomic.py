@@ -17,31 +17,13 @@ import errno
 import os
 import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from edgeai.errors import EdgeAIError
-
-# Protobuf cannot serialize a single message over 2 GiB; larger models keep weights beside them.
-ONNX_PROTOBUF_LIMIT = 2**31 - 1
+from edgeai.errors import EdgeAIError, WriteError
 
 # Failures of the write itself (whoever was writing): reported in one line, not as a traceback.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-
-
-class WriteError(EdgeAIError):
-    """A destination could not be written; it is left as it was. Exit code 2."""
-
-    def __init__(self, dst: Path, cause: OSError):
-        self.dst, self.cause = dst, cause
-        what = cause.strerror or str(cause)
-        hint = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk quota",
-                errno.EFBIG: "the file is over this system's file-size limit (ulimit -f)",
-                errno.EROFS: "the file system is read-only"}.get(cause.errno,
-                                                                 "check that the folder exists and is writable")
-        super().__init__(f"cannot write {dst}: {what}; nothing was written ({hint})")
 
 
 def _create_temp(dst: Path, suffix: str) -> Path:
@@ -64,7 +46,7 @@ def _create_temp(dst: Path, suffix: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temp name", str(dst))
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     """Flush a file, or a folder's entries, to disk; a no-op where the OS cannot open folders."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
@@ -100,12 +82,12 @@ def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[P
         raise WriteError(dst, e) from e
     try:
         yield tmp_path
-        _fsync(tmp_path)
+        fsync(tmp_path)
         try:
             os.replace(tmp_path, dst)
         except OSError as e:
             raise WriteError(dst, e) from e
-        _fsync(dst.parent)
+        fsync(dst.parent)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -124,48 +106,3 @@ def write_bytes(dst: str | os.PathLike, data: bytes) -> Path:
 
 def write_text(dst: str | os.PathLike, text: str) -> Path:
     return write_bytes(dst, text.encode())
-
-
-def _over_protobuf_limit(model: Any) -> bool:
-    try:
-        return model.ByteSize() >= ONNX_PROTOBUF_LIMIT
-    except Exception:  # protobuf's upb backend refuses even to size a message over 2 GiB (EncodeError)
-        return True
-
-
-def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
-    """Save an ``onnx.ModelProto`` atomically; models over 2 GB keep weights in ``<name>.data``.
-
-    The external-data file is written first under a temp name and renamed before the model, so a
-    model file on disk never points at a missing or half-written data file.
-    """
-    import onnx
-
-    dst = Path(dst)
-    data_name = dst.name + ".data"
-    if not _over_protobuf_limit(model):
-        with atomic_path(dst) as tmp:
-            onnx.save_model(model, str(tmp))
-        return dst
-    # External data: onnx writes the data file next to the temp model under `location`.
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as staging:
-        staged = Path(staging) / dst.name
-        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-        _fsync(Path(staging) / data_name)
-        _fsync(staged)
-        os.replace(Path(staging) / data_name, dst.parent / data_name)
-        os.replace(staged, dst)
-        _fsync(dst.parent)
-    return dst
-
-
-def copy_onnx_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Load (with external data) and re-save atomically; used where a library writes in place.
-
-    External data is read through :func:`edgeai.onnxfile.load_proto`, so a ``location`` outside
-    ``src``'s folder is refused rather than copied into ``dst``.
-    """
-    from edgeai.onnxfile import load_proto
-
-    return save_onnx(load_proto(src, load_external_data=True), dst)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeai._version import __version__
+from edgeai.devices import DeviceRequest, parse_device, precision_rank
 from edgeai.errors import DeviceUnavailableError, ModelLoadError
+from edgeai.onnxfile import describe_file
 from edgeai.specs import TensorSpec
 
 MANIFEST = "manifest.json"
@@ -29,9 +30,6 @@ FORMAT = "edgeai-bundle"
 # MAJOR.MINOR. A minor bump only adds fields (older readers ignore them, newer readers default
 # them); a major bump changes the meaning of existing fields and is refused across the boundary.
 MANIFEST_VERSION = "1.0"
-
-# Precision preference when no variant was made for the device asked for: the smallest that runs.
-_PREFERENCE = {"int8": 0, "f16": 1, "f32": 2}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -53,8 +51,6 @@ def parse_version(text: Any) -> tuple[int, int]:
 
 def check_version(version: Any, where: Path) -> list[str]:
     """Refuse a manifest this edgeai cannot read; return notes for one it reads with care."""
-    import edgeai
-
     mine = parse_version(MANIFEST_VERSION)
     try:
         theirs = parse_version(version)
@@ -63,11 +59,11 @@ def check_version(version: Any, where: Path) -> list[str]:
                              f"edgeai wrote (it writes {MANIFEST_VERSION})") from None
     if theirs[0] > mine[0]:
         raise ModelLoadError(f"{where}: bundle made by a newer edgeai (manifest version {version}); edgeai "
-                             f"{edgeai.__version__} reads manifest versions {mine[0]}.x. Upgrade edgeai "
+                             f"{__version__} reads manifest versions {mine[0]}.x. Upgrade edgeai "
                              "(pip install -U edgeai) or re-create the bundle with this one (edgeai deploy)")
     if theirs[0] < mine[0]:
         raise ModelLoadError(f"{where}: bundle made by an older edgeai (manifest version {version}); edgeai "
-                             f"{edgeai.__version__} reads manifest versions {mine[0]}.x. Re-create the bundle "
+                             f"{__version__} reads manifest versions {mine[0]}.x. Re-create the bundle "
                              "with `edgeai deploy`")
     if theirs[1] > mine[1]:
         return [f"bundle made by a newer edgeai (manifest version {version}, this edgeai writes "
@@ -117,8 +113,8 @@ class Bundle:
     Example::
 
         bundle = Bundle("cnn-bundle")
-        model = bundle.load("openvino:CPU")      # the variant made for that device, sha256-verified
         print(bundle.inputs, bundle.labels, bundle.select("cpu").name)
+        model = edgeai.load("cnn-bundle", "openvino:CPU")  # that device's variant, sha256-verified
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -161,24 +157,22 @@ class Bundle:
                 return v
         raise ModelLoadError(f"bundle {self.path} has no variant {name!r}; it has {[v.name for v in self.variants]}")
 
-    def select(self, device: str) -> Variant:
+    def select(self, device: str | DeviceRequest) -> Variant:
         """The variant for ``device``: the one made for it, else the best one that runs there.
 
         "Best" means: a variant made for another device of the same engine (``openvino:GPU`` takes
         the ``openvino:CPU`` variant), else the FP32 variant, which every engine runs.
         """
-        from edgeai.runtimes import parse_device
-
         req = parse_device(device)
         if req.device in self.defaults:
             return self.variant(self.defaults[req.device])
         made_for = [v for v in self.variants if req.device in v.devices]
         if made_for:
-            return min(made_for, key=lambda v: _PREFERENCE.get(v.precision.split("+")[0], 3))
+            return min(made_for, key=lambda v: precision_rank(v.precision, 3))
         same_engine = [v for v in self.variants if v.precision != "f32"
                        and any(_safe_engine(d) == req.engine for d in v.devices)]
         if same_engine:
-            return min(same_engine, key=lambda v: _PREFERENCE.get(v.precision.split("+")[0], 3))
+            return min(same_engine, key=lambda v: precision_rank(v.precision, 3))
         fp32 = [v for v in self.variants if v.precision == "f32"]
         if fp32:
             return fp32[0]
@@ -220,53 +214,21 @@ class Bundle:
         """``{variant name: "ok" | "missing" | "sha256 mismatch"}`` (used by ``edgeai info``)."""
         return {v.name: self.integrity(v) for v in self.variants}
 
-    def load(self, device: str = "cpu", *, variant: str | None = None, **options: Any) -> Any:
-        """Load the variant for ``device`` (or the one named ``variant``) after verifying it.
-
-        Returns the usual :class:`~edgeai.Model`; ``model.source`` names the bundle and variant.
-        """
-        from edgeai.runtimes import load
-
-        for note in self.notes:
-            warnings.warn(f"edgeai: {self.path}: {note}", stacklevel=3)
-        chosen = self.variant(variant) if variant else self.select(device)
-        path = self.verify(chosen)
-        model = load(path, device, **options)
-        model.source = f"{self.path} [variant {chosen.name}: {chosen.file}]"
-        requested = model.describe().device
-        if requested not in chosen.devices and requested not in self.defaults:
-            # Runs, but its parity and latency were measured elsewhere: say so, and record it.
-            why = (f"bundle variant {chosen.name!r} was checked on {list(chosen.devices)}, not on {requested}; "
-                   f"re-deploy with --device {requested} to check it there")
-            warnings.warn(f"edgeai: {why}", stacklevel=3)
-            model.record_fallback(why)
-        return model
-
     def describe(self) -> dict[str, Any]:
         """The manifest plus the integrity of each file right now (what ``edgeai info`` shows)."""
         return {**self.manifest, "path": str(self.path), "integrity": self.verify_all(), "read_notes": self.notes}
 
 
 def _safe_engine(device: str) -> str | None:
-    from edgeai.runtimes import parse_device
-
     try:
         return parse_device(device).engine
     except DeviceUnavailableError:
         return None
 
 
-def load_bundle(path: str | os.PathLike, device: str = "cpu", *, allow_cast: bool = False, fallback: bool = False,
-                precision: str | None = None, variant: str | None = None, **options: Any) -> Any:
-    """``edgeai.load(BUNDLE, device)``: pick, verify and load the variant for ``device``.
-
-    Raises:
-        ModelLoadError: not a bundle, an incompatible manifest version, or a file that does not
-            match its sha256 (tampered or corrupted).
-        DeviceUnavailableError: no variant can run on ``device``.
-    """
-    return Bundle(path).load(device, variant=variant, allow_cast=allow_cast, fallback=fallback, precision=precision,
-                             **options)
+def is_bundle(path: Any) -> bool:
+    """Whether ``path`` names a bundle folder (one holding ``manifest.json``)."""
+    return isinstance(path, (str, os.PathLike)) and Path(path).is_dir() and (Path(path) / MANIFEST).exists()
 
 
 def describe_bundle(path: str | os.PathLike) -> dict[str, Any]:
@@ -274,67 +236,6 @@ def describe_bundle(path: str | os.PathLike) -> dict[str, Any]:
     return Bundle(path).describe()
 
 
-# Rendering: rows shared by `edgeai deploy`, `edgeai info BUNDLE` and report.md.
-
-VARIANT_COLUMNS = ["variant", "file", "precision", "size KB", "default for", "sha256"]
-CHECK_COLUMNS = ["variant", "device", "parity", "cosine", "max abs", "top-1", "p50 ms", "p99 ms",
-                 "speedup vs fp32", "ran on"]
-
-
-def variant_rows(manifest: Mapping[str, Any], integrity: Mapping[str, str] | None = None) -> list[list[Any]]:
-    rows = []
-    for v in manifest["variants"]:
-        sha = v["sha256"][:12] + "..."
-        if integrity is not None:
-            sha += f" ({integrity.get(v['name'], '?')})"
-        rows.append([v["name"], v["file"], v.get("precision"), round(v.get("size_bytes", 0) / 1024, 1),
-                     ", ".join(v.get("default_for", [])) or "-", sha])
-    return rows
-
-
-def check_rows(manifest: Mapping[str, Any]) -> list[list[Any]]:
-    rows = []
-    for v in manifest["variants"]:
-        for device in v.get("devices", []):
-            p, lat = (v.get("parity") or {}).get(device, {}), (v.get("latency") or {}).get(device, {})
-            top1 = p.get("top1")
-            rows.append([v["name"], device, "pass" if p.get("passed") else "FAIL", p.get("cosine"), p.get("max_abs"),
-                         None if top1 is None else f"{top1:.1%}", lat.get("p50_ms"), lat.get("p99_ms"),
-                         lat.get("speedup_vs_fp32"), lat.get("ran_on", lat.get("status"))])
-    return rows
-
-
-def io_lines(manifest: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for kind in ("inputs", "outputs"):
-        for s in manifest[kind]:
-            shape = "[" + ", ".join(str(d) for d in s["shape"]) + "]"
-            rng = f", values in [{s['value_range'][0]}, {s['value_range'][1]})" if s.get("value_range") else ""
-            lines.append(f"{kind[:-1]:6} {s['name']}: {s['dtype']} {shape}{rng}")
-    return lines
-
-
-def report_markdown(manifest: Mapping[str, Any], with_plot: bool = True) -> str:
-    """``report.md``: what the bundle holds and the evidence, as Markdown tables."""
-    from edgeai.report import markdown_table
-
-    src = manifest["source"]
-    parts = [f"# edgeai bundle: {src['source']}", "",
-             f"Made {manifest['created']} by edgeai {manifest['edgeai_version']} (manifest {manifest['manifest_version']}); "
-             f"mode `{manifest['mode']}`; engines: " + ", ".join(f"{k} {v}" for k, v in manifest["engines"].items()) + ".",
-             "", f"Checked on: {manifest['checked_on']['cpu'].get('model')} "
-             f"({', '.join(manifest['checked_on']['cpu'].get('features', [])) or 'no ISA features detected'}).",
-             "", "## Inputs and outputs", "", "```", *io_lines(manifest), "```", ""]
-    if manifest.get("dynamic_dims"):
-        parts += [f"Dynamic dims: {', '.join(manifest['dynamic_dims'])}.", ""]
-    if manifest.get("preprocessing"):
-        parts += ["Preprocessing: `" + str(manifest["preprocessing"]) + "`", ""]
-    parts += ["## Variants", "", markdown_table(VARIANT_COLUMNS, variant_rows(manifest)),
-              f"## Parity (against {src.get('reference')}) and latency (batch 1)", "",
-              f"Parity data: {manifest['parity_data']}.", "", markdown_table(CHECK_COLUMNS, check_rows(manifest))]
-    if with_plot:
-        parts += ["![latency](report.png)", ""]
-    if manifest.get("notes"):
-        parts += ["## Notes", "", *[f"- {n}" for n in manifest["notes"]], ""]
-    parts += [f"Verdict: {'every check passed' if manifest['passed'] else 'a check FAILED (written with --force)'}.", ""]
-    return "\n".join(parts)
+def describe_path(path: str | os.PathLike) -> dict[str, Any]:
+    """``edgeai info PATH``: a bundle folder's manifest and integrity, or an ONNX file's description."""
+    return describe_bundle(path) if is_bundle(path) else describe_file(path)

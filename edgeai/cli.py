@@ -537,7 +537,7 @@ def info(
 
     Example: edgeai info cnn.onnx
     """
-    from edgeai.onnxfile import describe_file
+    from edgeai.bundle import describe_path as describe_file
 
     data = describe_file(model)
     if data.get("format") == "edgeai-bundle":
@@ -675,8 +675,7 @@ def deploy(
     if json_out:
         _print_json(result)
     else:
-        from edgeai.bundle import CHECK_COLUMNS, check_rows
-        from edgeai.report import table
+        from edgeai.report import CHECK_COLUMNS, check_rows, table
 
         c = _out()
         m = result.manifest
@@ -697,8 +696,14 @@ def _print_bundle(data: dict[str, Any], json_out: bool) -> None:
     if json_out:
         _print_json(data)
     else:
-        from edgeai.bundle import CHECK_COLUMNS, VARIANT_COLUMNS, check_rows, io_lines, variant_rows
-        from edgeai.report import table
+        from edgeai.report import (
+            CHECK_COLUMNS,
+            VARIANT_COLUMNS,
+            check_rows,
+            io_lines,
+            table,
+            variant_rows,
+        )
 
         c = _out()
         src = data["source"]

@@ -8,7 +8,6 @@ live in :mod:`edgeai.bundle`; this module runs the pipeline and renders what it 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -26,11 +25,14 @@ from edgeai.bundle import (
     Bundle,
     Variant,
     describe_bundle,
-    load_bundle,
-    report_markdown,
     sha256_file,
 )
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, ParityError, QuantizationError
+from edgeai.feeds import Feeds, evaluation_feeds
+from edgeai.registry import module_available
+from edgeai.report import report_markdown
+from edgeai.runtimes import load_bundle
+from edgeai.specs import TensorSpec
 
 __all__ = ["deploy", "DeployResult", "Bundle", "Variant", "load_bundle", "describe_bundle", "report_markdown", "MODES"]
 
@@ -96,7 +98,7 @@ def _check_mode(mode: str) -> None:
     from edgeai.quantization import MODES as QMODES
 
     target = QMODES.get(mode)
-    if target is None or importlib.util.find_spec(target.split(":")[0]) is None:
+    if target is None or not module_available(target):
         raise QuantizationError(f"mode {mode!r} is not available in this edgeai build; use one of "
                                 f"{', '.join(m for m in MODES if m == 'none' or _mode_available(m))}")
 
@@ -104,7 +106,7 @@ def _check_mode(mode: str) -> None:
 def _mode_available(mode: str) -> bool:
     from edgeai.quantization import MODES as QMODES
 
-    return mode in QMODES and importlib.util.find_spec(QMODES[mode].split(":")[0]) is not None
+    return mode in QMODES and module_available(QMODES[mode])
 
 
 def _check_destination(out: Path) -> None:
@@ -146,17 +148,14 @@ def _materialize(data: Any) -> Any:
     return list(data)
 
 
-def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], samples: int) -> tuple[list[dict], str]:
+def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[TensorSpec], samples: int) -> tuple[Feeds, str]:
     """The feeds quantize() judges its own result on (so its gate and deploy's check agree), and what they are."""
-    from edgeai.quantization.calibration import is_random
-    from edgeai.quantization.measure import eval_feeds
-
-    feeds, _ = eval_feeds(eval_inputs, calibration, specs, samples)
-    if eval_inputs is not None:
-        return feeds, f"{len(feeds)} feeds of the given evaluation data"
-    if calibration is not None and not is_random(calibration):
-        return feeds, f"the first {len(feeds)} calibration samples (pass separate data with --data)"
-    return feeds, f"{samples} random samples at batch 2 (pass real data with --data or --calib)"
+    feeds = evaluation_feeds(eval_inputs, calibration, specs, samples)
+    if feeds.kind == "data":
+        return feeds, f"{feeds.count} feeds of the given evaluation data"
+    if feeds.kind == "calibration":
+        return feeds, f"the first {feeds.count} calibration samples (pass separate data with --data)"
+    return feeds, f"{feeds.count} random samples at batch 2 (pass real data with --data or --calib)"
 
 
 def _summary(report: Any) -> dict[str, Any]:
@@ -283,8 +282,7 @@ class _Pipeline:
     def export(self, **kw: Any) -> None:
         import dataclasses
 
-        from edgeai.atomic import copy_onnx_file
-        from edgeai.onnxfile import graph_precision, io_specs, load_proto
+        from edgeai.onnxfile import copy_onnx_file, graph_precision, io_specs, load_proto
 
         fp32 = self.work / "model.fp32.onnx"
         text = str(self.source) if isinstance(self.source, (str, os.PathLike)) else ""
@@ -326,9 +324,9 @@ class _Pipeline:
         self.step(description="quantize")
 
     def _add_variant(self, name: str, path: Path, result: Any) -> None:
-        from edgeai.onnxfile import graph_precision, load_proto
+        from edgeai.onnxfile import data_file, graph_precision, load_proto
 
-        data = Path(str(path) + ".data")
+        data = data_file(path)
         entry: dict[str, Any] = {"name": name, "file": path.name, "sha256": sha256_file(path),
                                  "size_bytes": path.stat().st_size, "precision": graph_precision(load_proto(path)),
                                  "devices": [], "default_for": [], "parity": {}, "latency": {}, "quantization": None}

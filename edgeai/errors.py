@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class EdgeAIError(Exception):
     """Base class of every error edgeai raises on purpose. The CLI prints it and exits 2."""
@@ -39,3 +42,32 @@ class NonFiniteOutputError(EdgeAIError):
     """A model produced NaN/Inf while asked to check values (``check_values``). Exit code 1: a failed check."""
 
     exit_code = 1
+
+
+class WriteError(EdgeAIError):
+    """A destination could not be written; it is left as it was. Exit code 2."""
+
+    def __init__(self, dst: Path, cause: OSError):
+        self.dst, self.cause = dst, cause
+        what = cause.strerror or str(cause)
+        hint = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk quota",
+                errno.EFBIG: "the file is over this system's file-size limit (ulimit -f)",
+                errno.EROFS: "the file system is read-only"}.get(cause.errno,
+                                                                 "check that the folder exists and is writable")
+        super().__init__(f"cannot write {dst}: {what}; nothing was written ({hint})")
+
+
+class ExportValidationError(ExportError):
+    """An exporter produced a graph, but it does not match PyTorch: a failed check, exit code 1."""
+
+    exit_code = 1
+
+
+class ToleranceNotMet(QuantizationError):
+    """The best result reached is still out of tolerance: a failed check, exit code 1."""
+
+    exit_code = 1
+
+
+class ParityAssertionError(ParityError, AssertionError):
+    """A parity assertion failed: both an :class:`~edgeai.errors.ParityError` and an ``AssertionError``."""

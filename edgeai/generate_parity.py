@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import QuantizationError
+from edgeai.onnxfile import move_onnx
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,6 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
             # Each file is renamed whole (the staging folder is on the same file system); a >2 GB
             # model's weights move first so the model never points at a missing data file.
             final = dst / name if folder else dst
-            data = Path(work) / (name + ".data")
-            if data.exists():
-                os.replace(data, final.with_name(final.name + ".data"))
-            os.replace(Path(work) / name, final)
+            move_onnx(Path(work) / name, final)
             parts[role] = dataclasses.replace(parts[role], dst=final)
     return GenerationQuantizeResult(src, dst, mode, parts, parity)

@@ -208,7 +208,7 @@ def _instrument(model: Any, names: Iterable[str], types: Mapping[str, int], dst:
     """Save a copy of ``model`` with ``names`` added as graph outputs (types only: shapes may vary)."""
     from onnx import helper
 
-    from edgeai.atomic import save_onnx
+    from edgeai.onnxfile import save_onnx
 
     present = {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
     for name in names:

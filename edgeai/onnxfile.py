@@ -1,18 +1,24 @@
-"""Reading ONNX files safely: clear errors for missing/corrupt files, external data confined to
-the model's folder, input/output specs with symbolic dims, edgeai metadata, graph precision."""
+"""ONNX file I/O: reading safely (clear errors for missing/corrupt files, external data confined to
+the model's folder), input/output specs with symbolic dims, edgeai metadata, graph precision, and
+the one way a model is written: atomically, with a ``<name>.data`` file when it is over 2 GB."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edgeai.atomic import atomic_path, fsync
 from edgeai.errors import ModelLoadError
 from edgeai.specs import TensorSpec
 
 METADATA_KEY = "edgeai"
+
+# Protobuf cannot serialize a single message over 2 GiB; larger models keep weights beside them.
+ONNX_PROTOBUF_LIMIT = 2**31 - 1
 
 
 def load_proto(path: str | os.PathLike, *, load_external_data: bool = False) -> Any:
@@ -141,21 +147,89 @@ def opset(model: Any) -> int | None:
 
 
 def describe_file(path: str | os.PathLike) -> dict[str, Any]:
-    """What ``edgeai info`` prints: I/O specs, opset, operator histogram, parameters, size, metadata."""
+    """What ``edgeai info FILE.onnx`` prints: I/O specs, opset, operator histogram, parameters, size,
+    metadata. (A bundle folder: :func:`edgeai.bundle.describe_path`.)"""
     import numpy as np
 
     p = Path(path)
-    if p.is_dir() and (p / "manifest.json").exists():
-        from edgeai.deployment import describe_bundle
-
-        return describe_bundle(p)
     model = load_proto(p)
     inputs, outputs = io_specs(model)
     params = sum(int(np.prod(t.dims)) if t.dims else 1 for t in model.graph.initializer)
-    data = Path(str(p) + ".data")
-    return {"path": str(p), "size_bytes": p.stat().st_size + (data.stat().st_size if data.exists() else 0),
+    return {"path": str(p), "size_bytes": file_size(p),
             "opset": opset(model), "ir_version": model.ir_version, "producer": model.producer_name,
             "precision": graph_precision(model), "parameters": params,
             "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
             "operators": op_histogram(model), "metadata": read_metadata(model),
             "other_metadata": {m.key: m.value for m in model.metadata_props if m.key != METADATA_KEY}}
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _over_protobuf_limit(model: Any) -> bool:
+    try:
+        return model.ByteSize() >= ONNX_PROTOBUF_LIMIT
+    except Exception:  # protobuf's upb backend refuses even to size a message over 2 GiB (EncodeError)
+        return True
+
+
+def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
+    """Save an ``onnx.ModelProto`` atomically; models over 2 GB keep weights in ``<name>.data``.
+
+    The external-data file is written first under a temp name and renamed before the model, so a
+    model file on disk never points at a missing or half-written data file.
+    """
+    import onnx
+
+    dst = Path(dst)
+    data_name = dst.name + ".data"
+    if not _over_protobuf_limit(model):
+        with atomic_path(dst) as tmp:
+            onnx.save_model(model, str(tmp))
+        return dst
+    # External data: onnx writes the data file next to the temp model under `location`.
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as staging:
+        staged = Path(staging) / dst.name
+        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        fsync(Path(staging) / data_name)
+        fsync(staged)
+        os.replace(Path(staging) / data_name, dst.parent / data_name)
+        os.replace(staged, dst)
+        fsync(dst.parent)
+    return dst
+
+
+def copy_onnx_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Load (with external data) and re-save atomically; used where a library writes in place.
+
+    External data is read through :func:`load_proto`, so a ``location`` outside ``src``'s folder is
+    refused rather than copied into ``dst``.
+    """
+    return save_onnx(load_proto(src, load_external_data=True), dst)
+
+
+def data_file(path: str | os.PathLike) -> Path:
+    """Where a model's external data lives: ``<name>.data`` beside it (written only over 2 GB)."""
+    p = Path(path)
+    return p.with_name(p.name + ".data")
+
+
+def file_size(path: str | os.PathLike) -> int:
+    """Bytes on disk of a model, its external data file included."""
+    data = data_file(path)
+    return Path(path).stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def move_onnx(staged: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Rename a staged model (and its ``.data`` file, first) into place, on the same file system.
+
+    The data file moves first, so the model on disk never points at a missing one; it gets the
+    model's mode (onnx writes it 0600).
+    """
+    staged, dst = Path(staged), Path(dst)
+    data = data_file(staged)
+    if data.exists():
+        os.chmod(data, staged.stat().st_mode & 0o777)
+        os.replace(data, data_file(dst))
+    os.replace(staged, dst)
+    return dst

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeai.devices import precision_rank
 from edgeai.errors import InputMismatchError, ParityError
+from edgeai.feeds import resolve_feeds
+from edgeai.layerwise import Localization
 
-DEFAULT_SAMPLES = 8
 TOP_K = 5
 _CLASSIFIER_HINTS = ("logit", "score", "prob", "class", "label", "pred")
 _FEATURE_HINTS = ("embed", "hidden", "pool", "feature", "state", "encod", "present", "past")
@@ -113,7 +115,8 @@ class ParityReport:
     tolerance: Tolerance
     reference: dict[str, Any] = field(default_factory=dict)  # RuntimeInfo.to_dict() of each side, + "model"
     candidate: dict[str, Any] = field(default_factory=dict)
-    layerwise: Any = None  # edgeai.layerwise.Localization when asked for
+    layerwise: Localization | None = None  # when asked for
+    data: str | None = None  # what the feeds were (a path, "random inputs ..."); see edgeai.feeds
 
     @property
     def passed(self) -> bool:
@@ -142,16 +145,29 @@ class ParityReport:
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "verdict": self.verdict(), "samples": self.samples,
                 "tolerance": self.tolerance.to_dict(), "reference": self.reference, "candidate": self.candidate,
-                "outputs": [o.to_dict() for o in self.outputs],
+                "data": self.data, "outputs": [o.to_dict() for o in self.outputs],
                 "layerwise": self.layerwise.to_dict() if self.layerwise is not None else None}
 
     def raise_for_failure(self) -> ParityReport:
         """Return self if passed, else raise :class:`ParityError` with the verdict and the table."""
         if not self.passed:
-            from edgeai.report import parity_text
-
-            raise ParityError(parity_text(self))
+            raise ParityError(self.explain())
         return self
+
+    def explain(self) -> str:
+        """The verdict, then one line per output and, when computed, where the candidate first
+        diverges: the message of the ParityError that ``raise_for_failure`` raises."""
+        lines = [self.verdict()]
+        for o in self.outputs:
+            top1 = "" if o.top1 is None else f", top-1 {o.top1:.1%}"
+            why = f" ({'; '.join(o.failures)})" if o.failures else ""
+            lines.append(f"  {o.name}: {'pass' if o.passed else 'FAIL'}, max abs {o.max_abs:.4g}, "
+                         f"cosine min {o.cosine:.6f}{top1}{why}")
+        if self.layerwise is not None:
+            first = self.layerwise.first_jump()
+            mark = f"FIRST JUMP at {first.node} ({first.op_type}); " if first is not None else ""
+            lines.append(f"  layerwise: {mark}{self.layerwise.summary()}")
+        return "\n".join(lines)
 
 
 # --- metrics ---------------------------------------------------------------------------------------
@@ -241,39 +257,6 @@ def output_metrics(name: str, refs: Sequence[np.ndarray], cands: Sequence[np.nda
 
 # --- inputs and models -----------------------------------------------------------------------------
 
-def normalize_inputs(inputs: Any, model: Any, samples: int | None = None, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Feeds for parity from any of the forms users have.
-
-    ``inputs`` may be: ``None`` (``samples`` random feeds, default 8, batch 2, from the model's input
-    specs), an int (that many random feeds), ``"random:N"``, one feed dict, a list of feed dicts, or a
-    data set in the forms calibration takes (a folder of .npy/.npz, a .npz with a leading sample
-    axis, ``pkg.mod:fn``); for a data set, ``samples`` caps how many are used (default: all).
-    """
-    from edgeai.specs import make_inputs
-
-    if isinstance(inputs, str) and inputs.startswith("random"):
-        count = inputs.partition(":")[2]
-        if not count.isdigit():
-            raise InputMismatchError(f"bad inputs {inputs!r}; use random:N with N a positive integer")
-        inputs = int(count)
-    if inputs is None or (isinstance(inputs, int) and not isinstance(inputs, bool)):
-        n = (samples or DEFAULT_SAMPLES) if inputs is None else inputs
-        if n < 1:
-            raise InputMismatchError(f"need at least one sample; got {n}")
-        return [make_inputs(model.inputs, {"batch": 2}, seed=seed + i) for i in range(n)]
-    if isinstance(inputs, Mapping):
-        return [dict(inputs)]
-    if isinstance(inputs, (str, os.PathLike)):
-        from edgeai.quantization.calibration import load_samples
-
-        return list(load_samples(inputs, model.inputs, limit=samples))
-    out = list(inputs)[:samples] if samples else list(inputs)
-    if not out or not all(isinstance(f, Mapping) for f in out):
-        raise InputMismatchError("inputs must be a feed dict, a list of feed dicts, a number of random samples, "
-                                 "or a data set (folder of .npy/.npz, a .npz, pkg.mod:fn)")
-    return out
-
-
 def _is_onnx(obj: Any) -> bool:
     if not isinstance(obj, (str, os.PathLike)):
         return False
@@ -318,14 +301,11 @@ def _describe(model: Any) -> dict[str, Any]:
     return side
 
 
-_RANK = {"int8": 0, "f16": 1, "bf16": 1, "mixed": 1, "f32": 2}
-
-
 def judged_precision(side: Mapping[str, Any]) -> str:
     """The precision a default tolerance is chosen for: the lower of the precision in effect and
     the file's (an FP16 file run at FP32 still carries FP16 rounding in its weights)."""
     found = [str(p).split("+")[0] for p in (side.get("precision"), side.get("file_precision")) if p]
-    return min(found, key=lambda p: _RANK.get(p, 2)) if found else "f32"
+    return min(found, key=precision_rank) if found else "f32"
 
 
 def _feed_for(model: Any, feed: Mapping[str, Any]) -> dict[str, Any]:
@@ -345,7 +325,7 @@ def compare(reference: Any, candidate: Any, inputs: Any = None, *,
         reference: a :class:`Model`, an ``.onnx`` path (run on onnxruntime CPU, FP32), or a model
             source (``zoo:cnn``, ``pkg.mod:factory``, an ``nn.Module``) run by the PyTorch reference.
         candidate: the same kinds; an ``.onnx`` path loads on ``device`` (default cpu).
-        inputs: feeds (see :func:`normalize_inputs`); default 8 random feeds from the input specs.
+        inputs: feeds (see :func:`edgeai.feeds.resolve_feeds`); default 8 random feeds from the input specs.
         tolerance: a :class:`Tolerance`, or a dict of limits overriding the default for the
             candidate's precision in effect (``{"min_cosine": 0.99}``); default: that default.
         samples: how many random feeds (or the cap on a data set).
@@ -368,9 +348,9 @@ def compare(reference: Any, candidate: Any, inputs: Any = None, *,
     else:
         cand_model = as_model(candidate, device)
         ref_model = as_model(reference, "cpu", cand_model.inputs)
-    feeds = normalize_inputs(inputs, cand_model, samples, seed)
+    feeds = resolve_feeds(inputs, cand_model.inputs, samples=samples, seed=seed)
     ref_outs, cand_outs = collect_outputs(ref_model, feeds), collect_outputs(cand_model, feeds)
-    report = build_report(ref_model, ref_outs, cand_model, cand_outs, len(feeds), tolerance)
+    report = build_report(ref_model, ref_outs, cand_model, cand_outs, len(feeds), tolerance, data=feeds.source)
     if layerwise:
         from edgeai.layerwise import localize
 
@@ -389,7 +369,7 @@ def collect_outputs(model: Any, feeds: Sequence[Mapping[str, Any]]) -> list[list
 
 def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: Any,
                  cand_outs: list[list[np.ndarray]], samples: int,
-                 tolerance: Tolerance | Mapping[str, float | None] | None) -> ParityReport:
+                 tolerance: Tolerance | Mapping[str, float | None] | None, *, data: str | None = None) -> ParityReport:
     """Judge collected outputs (matched by position: names differ between PyTorch and ONNX)."""
     if len(ref_outs) != len(cand_outs):
         raise InputMismatchError(
@@ -402,7 +382,7 @@ def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: A
         tol = Tolerance.for_precision(judged_precision(cand_side)).with_overrides(**dict(tolerance or {}))
     names = [o.name for o in cand_model.outputs]
     outputs = tuple(output_metrics(n, r, c, tol) for n, r, c in zip(names, ref_outs, cand_outs, strict=True))
-    return ParityReport(outputs, samples, tol, _describe(ref_model), cand_side)
+    return ParityReport(outputs, samples, tol, _describe(ref_model), cand_side, data=data)
 
 
 def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequence[str] = ("cpu",),
@@ -426,14 +406,15 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
                                    "min_top1": min_top1}.items() if v is not None}
     # Random feeds follow the first candidate's input specs: its fixed dims are the ones that matter.
     first = load(paths[0], devices[0])
-    feeds = normalize_inputs(data, first, samples)
+    feeds = resolve_feeds(data, first.inputs, samples=samples)
     ref = as_model(reference, "cpu", first.inputs)
     ref_outs = collect_outputs(ref, feeds)
     reports = []
     for path in paths:
         for device in devices:
             cand = first if (path, device) == (paths[0], devices[0]) else load(path, device)
-            report = build_report(ref, ref_outs, cand, collect_outputs(cand, feeds), len(feeds), overrides)
+            report = build_report(ref, ref_outs, cand, collect_outputs(cand, feeds), len(feeds), overrides,
+                                  data=feeds.source)
             if layerwise:
                 from edgeai.layerwise import localize
 

@@ -2,57 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-_quiet = False
-
-
-def set_quiet(quiet: bool) -> None:
-    """--json and non-terminal output turn progress bars off."""
-    global _quiet
-    _quiet = quiet
-
-
-def console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-
-
-_active = False  # one progress display at a time: a stage inside a pipeline stays on the outer bar
-
-
-@contextlib.contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on a terminal; a no-op when output is not a terminal, --json is given, or
-    another bar is already showing (so a pipeline keeps one display). ``advance(description=...)``
-    may also rename the bar, to show the stage now running."""
-    global _active
-    if _quiet or _active or not sys.stderr.isatty():
-        yield lambda description=None: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    _active = True
-    try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda description=None: bar.update(task, advance=1, description=description)
-    finally:
-        _active = False
+from edgeai.progress import console, progress, set_quiet  # noqa: F401  (the CLI's names for them)
 
 
 def to_json(obj: Any) -> str:
@@ -442,3 +397,68 @@ def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     w.writerow(columns)
     w.writerows([[("" if v is None else v) for v in r] for r in rows])
     return buf.getvalue()
+
+
+# --- bundles -------------------------------------------------------------------------------------
+# Rows shared by `edgeai deploy`, `edgeai info BUNDLE` and report.md.
+
+VARIANT_COLUMNS = ["variant", "file", "precision", "size KB", "default for", "sha256"]
+CHECK_COLUMNS = ["variant", "device", "parity", "cosine", "max abs", "top-1", "p50 ms", "p99 ms",
+                 "speedup vs fp32", "ran on"]
+
+
+def variant_rows(manifest: Mapping[str, Any], integrity: Mapping[str, str] | None = None) -> list[list[Any]]:
+    rows = []
+    for v in manifest["variants"]:
+        sha = v["sha256"][:12] + "..."
+        if integrity is not None:
+            sha += f" ({integrity.get(v['name'], '?')})"
+        rows.append([v["name"], v["file"], v.get("precision"), round(v.get("size_bytes", 0) / 1024, 1),
+                     ", ".join(v.get("default_for", [])) or "-", sha])
+    return rows
+
+
+def check_rows(manifest: Mapping[str, Any]) -> list[list[Any]]:
+    rows = []
+    for v in manifest["variants"]:
+        for device in v.get("devices", []):
+            p, lat = (v.get("parity") or {}).get(device, {}), (v.get("latency") or {}).get(device, {})
+            top1 = p.get("top1")
+            rows.append([v["name"], device, "pass" if p.get("passed") else "FAIL", p.get("cosine"), p.get("max_abs"),
+                         None if top1 is None else f"{top1:.1%}", lat.get("p50_ms"), lat.get("p99_ms"),
+                         lat.get("speedup_vs_fp32"), lat.get("ran_on", lat.get("status"))])
+    return rows
+
+
+def io_lines(manifest: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for kind in ("inputs", "outputs"):
+        for s in manifest[kind]:
+            shape = "[" + ", ".join(str(d) for d in s["shape"]) + "]"
+            rng = f", values in [{s['value_range'][0]}, {s['value_range'][1]})" if s.get("value_range") else ""
+            lines.append(f"{kind[:-1]:6} {s['name']}: {s['dtype']} {shape}{rng}")
+    return lines
+
+
+def report_markdown(manifest: Mapping[str, Any], with_plot: bool = True) -> str:
+    """``report.md``: what the bundle holds and the evidence, as Markdown tables."""
+    src = manifest["source"]
+    parts = [f"# edgeai bundle: {src['source']}", "",
+             f"Made {manifest['created']} by edgeai {manifest['edgeai_version']} (manifest {manifest['manifest_version']}); "
+             f"mode `{manifest['mode']}`; engines: " + ", ".join(f"{k} {v}" for k, v in manifest["engines"].items()) + ".",
+             "", f"Checked on: {manifest['checked_on']['cpu'].get('model')} "
+             f"({', '.join(manifest['checked_on']['cpu'].get('features', [])) or 'no ISA features detected'}).",
+             "", "## Inputs and outputs", "", "```", *io_lines(manifest), "```", ""]
+    if manifest.get("dynamic_dims"):
+        parts += [f"Dynamic dims: {', '.join(manifest['dynamic_dims'])}.", ""]
+    if manifest.get("preprocessing"):
+        parts += ["Preprocessing: `" + str(manifest["preprocessing"]) + "`", ""]
+    parts += ["## Variants", "", markdown_table(VARIANT_COLUMNS, variant_rows(manifest)),
+              f"## Parity (against {src.get('reference')}) and latency (batch 1)", "",
+              f"Parity data: {manifest['parity_data']}.", "", markdown_table(CHECK_COLUMNS, check_rows(manifest))]
+    if with_plot:
+        parts += ["![latency](report.png)", ""]
+    if manifest.get("notes"):
+        parts += ["## Notes", "", *[f"- {n}" for n in manifest["notes"]], ""]
+    parts += [f"Verdict: {'every check passed' if manifest['passed'] else 'a check FAILED (written with --force)'}.", ""]
+    return "\n".join(parts)

@@ -16,11 +16,8 @@ weights load from safetensors only; ``weights=`` files load with safetensors or
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import inspect
 import json
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import ModelLoadError
+from edgeai.registry import load_attr
 from edgeai.specs import TensorSpec, spec_from_array
 
 # Weight files a factory's module can load: safetensors, or torch.save'd state dicts read with
@@ -102,53 +100,6 @@ def specs_from_examples(module: Any, examples: Any, batch_dynamic: bool = True) 
             spec = spec.with_shape(("batch",) + spec.shape[1:])
         specs.append(spec)
     return specs, arrays
-
-
-@contextlib.contextmanager
-def _on_sys_path(folder: Path) -> Iterator[None]:
-    # A model file usually imports its siblings (``from layers import Block``).
-    entry = str(folder.resolve())
-    added = entry not in sys.path
-    if added:
-        sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        if added and entry in sys.path:
-            sys.path.remove(entry)
-
-
-def _import_factory(target: str) -> Any:
-    """The object named by ``pkg.module:attr`` or ``path/to/file.py:attr``."""
-    path_part, _, attr = target.rpartition(":")
-    if not path_part or not attr:
-        raise ModelLoadError(f"bad source {target!r}; expected pkg.module:factory or path/to/file.py:factory")
-    if path_part.endswith(".py"):
-        file = Path(path_part)
-        if not file.is_file():
-            raise ModelLoadError(f"source file not found: {file} (from {target!r}); check the path, relative to "
-                                 f"the current folder {Path.cwd()}")
-        mod_name = f"_edgeai_src_{abs(hash(str(file.resolve())))}"
-        spec = importlib.util.spec_from_file_location(mod_name, file)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[mod_name] = module
-        try:
-            with _on_sys_path(file.parent):
-                spec.loader.exec_module(module)  # type: ignore[union-attr]
-        except Exception as e:
-            sys.modules.pop(mod_name, None)
-            raise ModelLoadError(f"importing {file} failed ({type(e).__name__}: {e}); fix the error in that file "
-                                 "or install what it imports") from e
-    else:
-        try:
-            module = importlib.import_module(path_part)
-        except Exception as e:
-            raise ModelLoadError(f"cannot import module {path_part!r} ({type(e).__name__}: {e}); install it or add "
-                                 "its folder to PYTHONPATH; for a file, use path/to/file.py:factory") from e
-    if not hasattr(module, attr):
-        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise ModelLoadError(f"{path_part} has no attribute {attr!r}; callables there: {public[:20]}")
-    return getattr(module, attr)
 
 
 def load_weights(module: Any, weights: str | Path) -> Any:
@@ -235,7 +186,7 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
     if path.is_dir():
         return _from_transformers_dir(path, task, inputs)
     if ":" in text and not path.exists():
-        obj = _import_factory(text)
+        obj = load_attr(text)
         try:
             made = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
         except Exception as e:
@@ -422,7 +373,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[TensorSpec] | None) -> ModelSource:
-    from edgeai.exporters.transformers import TASKS, TaskWrapper, task_input_specs
+    from edgeai.hf_tasks import TASKS, TaskWrapper, task_input_specs
 
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{path} is a folder without config.json; expected a transformers model folder")

@@ -15,11 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgeai.errors import ParityError
-
-
-class ParityAssertionError(ParityError, AssertionError):
-    """A parity assertion failed: both an :class:`~edgeai.errors.ParityError` and an ``AssertionError``."""
+from edgeai.errors import ParityAssertionError
 
 
 def assert_parity(reference: Any, candidate: Any, inputs: Any = None, tolerance: Any = None, *,
@@ -85,9 +81,8 @@ def perturbed_copy(src: Any, dst: Any, initializer: str, *, relative_noise: floa
     import numpy as np
     from onnx import numpy_helper
 
-    from edgeai.atomic import save_onnx
     from edgeai.errors import InputMismatchError
-    from edgeai.onnxfile import load_proto
+    from edgeai.onnxfile import load_proto, save_onnx
 
     model = load_proto(src, load_external_data=True)
     init = next((i for i in model.graph.initializer if i.name == initializer), None)

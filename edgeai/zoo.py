@@ -108,7 +108,7 @@ def transformer_encoder() -> Any:
 
 def _hf(name: str) -> Callable[[], Any]:
     def build() -> Any:
-        from edgeai.exporters.transformers import tiny_model
+        from edgeai.hf_tasks import tiny_model
 
         return tiny_model(name)
 

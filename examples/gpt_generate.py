@@ -33,7 +33,7 @@ def main() -> None:
     if args.model:
         source = args.model
     else:
-        from edgeai.exporters.transformers import build_hf_model, tiny_config
+        from edgeai.hf_tasks import build_hf_model, tiny_config
 
         source = build_hf_model(tiny_config(args.family), "text-generation")
     fp32 = args.out / "decoder.onnx"

@@ -32,7 +32,7 @@ def main() -> None:
     import torch
     import transformers as tf
 
-    from edgeai.exporters.transformers import build_hf_model, tiny_config
+    from edgeai.hf_tasks import build_hf_model, tiny_config
 
     model = (tf.AutoModelForSeq2SeqLM.from_pretrained(args.model, local_files_only=True).eval() if args.model
              else build_hf_model(tiny_config("t5"), "text2text-generation"))

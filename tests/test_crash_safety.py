@@ -129,8 +129,7 @@ def test_killed_export_keeps_the_previous_file(prior_model, zoo_onnx, tmp_path, 
     leftovers = _check_after_kill(tmp_path, dst, previous, {})
     assert all(_ours(n, "model.onnx") for n in leftovers), leftovers
     # The stale temp does not block the next write to the same name.
-    from edgeai.atomic import save_onnx
-    from edgeai.onnxfile import load_proto
+    from edgeai.onnxfile import load_proto, save_onnx
 
     save_onnx(load_proto(zoo_onnx("cnn")), dst)
     assert edgeai.load(dst).inputs[0].name == "pixel_values"

@@ -80,7 +80,7 @@ TASK_FAMILIES = {
 
 @pytest.mark.parametrize("task", list(TASK_FAMILIES))
 def test_transformers_folder_exports_every_task(task, tmp_path):
-    from edgeai.exporters.transformers import TASKS, build_hf_model, tiny_config
+    from edgeai.hf_tasks import TASKS, build_hf_model, tiny_config
 
     family = TASK_FAMILIES[task]
     folder = tmp_path / f"tiny-{family}"
@@ -127,9 +127,9 @@ class _MLP(torch.nn.Module):
 
 def test_external_data_above_the_protobuf_limit(tmp_path, monkeypatch):
     # A real >2 GB model needs >2 GB of RAM per copy; lower the limit so a tiny one takes that path.
-    import edgeai.atomic
+    import edgeai.onnxfile
 
-    monkeypatch.setattr(edgeai.atomic, "ONNX_PROTOBUF_LIMIT", 1)
+    monkeypatch.setattr(edgeai.onnxfile, "ONNX_PROTOBUF_LIMIT", 1)
     module = _MLP().eval()
     result = edgeai.export(module, (torch.randn(2, 32),), tmp_path / "mlp.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx", "mlp.onnx.data"], "no temp file may remain"

@@ -23,7 +23,7 @@ FAMILIES = ["gpt2", "llama", "t5"]
 
 
 def tiny_hf(family: str):
-    from edgeai.exporters.transformers import build_hf_model, tiny_config
+    from edgeai.hf_tasks import build_hf_model, tiny_config
 
     task = "text2text-generation" if family == "t5" else "text-generation"
     model = build_hf_model(tiny_config(family), task)

@@ -172,7 +172,7 @@ def test_pt2_archive_with_pickled_payload_is_refused(pt2_archive, tmp_path):
 
 
 def test_transformers_folder_needs_task_and_safetensors(tmp_path):
-    from edgeai.exporters.transformers import build_hf_model, tiny_config
+    from edgeai.hf_tasks import build_hf_model, tiny_config
 
     model = build_hf_model(tiny_config("bert"), "fill-mask")
     model.save_pretrained(tmp_path / "bert", safe_serialization=True)

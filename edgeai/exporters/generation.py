@@ -250,7 +250,7 @@ def seq2seq_sources(model: Any, description: str) -> tuple[Any, Any, CacheGeomet
 
 def _resolve_hf(source: Any, kind: str) -> tuple[Any, str]:
     """A transformers model (eval mode) and a description, from a model, a zoo name or a folder."""
-    from edgeai.exporters.transformers import TaskWrapper
+    from edgeai.hf_tasks import TaskWrapper
 
     if isinstance(source, TaskWrapper):
         return source.model.eval(), "module"
@@ -388,9 +388,9 @@ def export_with_past(model: Any, path: str | os.PathLike, *, task: str = "text-g
 
 def _export_checked(source: Any, path: Path, config: dict[str, Any], options: dict[str, Any]) -> Any:
     """export() into a temp file, add the generation metadata, check past length 0, then rename."""
-    from edgeai.atomic import atomic_path, save_onnx
-    from edgeai.exporters import export
-    from edgeai.onnxfile import load_proto, write_metadata
+    from edgeai.atomic import atomic_path
+    from edgeai.exporters.validated import export_graph as export
+    from edgeai.onnxfile import load_proto, save_onnx, write_metadata
 
     has_past = any(s.name.startswith("past_key_values.") for s in source.inputs)
     dims = {k: v for k, v in _VALIDATE.items() if any(k in s.shape for s in source.inputs)}

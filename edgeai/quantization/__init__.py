@@ -8,72 +8,18 @@ accuracy-aware search over those). No mode hands out a file that failed its pari
 
 from __future__ import annotations
 
-import importlib
+__all__ = ["quantize", "QuantizeResult", "ToleranceNotMet", "MODES", "model_size", "run_mode"]
+
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeai.errors import QuantizationError
-
-# mode -> "module:function(src, dst, specs, calibration, **options) -> dict of what was applied"
-MODES: dict[str, str] = {
-    "dynamic": "edgeai.quantization.dynamic:quantize_dynamic",
-    "static": "edgeai.quantization.static:quantize_static",
-    "fp16": "edgeai.quantization.fp16:convert_fp16",
-    "openvino-int8": "edgeai.quantization.openvino:quantize_openvino",
-    "auto": "edgeai.quantization.auto:quantize_auto",
-}
-
-
-class ToleranceNotMet(QuantizationError):
-    """The best result reached is still out of tolerance: a failed check, exit code 1."""
-
-    exit_code = 1
-
-
-@dataclass(frozen=True)
-class QuantizeResult:
-    src: Path
-    dst: Path
-    mode: str
-    config: dict[str, Any]
-    size_before: int
-    size_after: int
-    parity: Any  # ParityReport of dst against src on the eval inputs, on `device`
-    device: str
-    time_s: float
-    excluded_nodes: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    candidates: tuple[dict[str, Any], ...] = ()  # what `auto` tried
-    latency: dict[str, Any] = field(default_factory=dict)  # p50 ms before/after where measured
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"src": str(self.src), "dst": str(self.dst), "mode": self.mode, "config": self.config,
-                "size_before": self.size_before, "size_after": self.size_after, "device": self.device,
-                "time_s": round(self.time_s, 3), "excluded_nodes": list(self.excluded_nodes),
-                "notes": list(self.notes), "candidates": list(self.candidates), "latency": self.latency,
-                "parity": self.parity.to_dict() if self.parity is not None else None}
-
-
-def model_size(path: Path) -> int:
-    data = Path(str(path) + ".data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-
-
-def run_mode(mode: str, src: Path, dst: Path, specs: list[Any], calibration: Any, options: dict[str, Any]) -> dict:
-    """Run one mode's function (``MODES``) from ``src`` into ``dst``; returns what it applied."""
-    import inspect
-
-    module, fn = MODES[mode].split(":")
-    func = getattr(importlib.import_module(module), fn)
-    accepted = set(inspect.signature(func).parameters) - {"src", "dst", "specs", "calibration"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise QuantizationError(f"unknown option(s) for mode {mode}: {unknown}; it takes {sorted(accepted)}")
-    return func(src, dst, specs, calibration, **options)
+from edgeai.errors import QuantizationError, ToleranceNotMet
+from edgeai.feeds import evaluation_feeds
+from edgeai.quantization.auto import quantize_auto
+from edgeai.quantization.modes import MODES, QuantizeResult, model_size, run_mode
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calibration: Any = None,
@@ -125,8 +71,6 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     task = read_metadata(proto).get("task")
     del proto
     if mode == "auto":
-        from edgeai.quantization.auto import quantize_auto
-
         return quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
                              eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
     return _quantize_one(src, dst, mode, specs, task, calibration, device, tolerance, eval_inputs, eval_samples,
@@ -138,11 +82,10 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
                   options: dict[str, Any]) -> QuantizeResult:
     import onnx
 
-    from edgeai.atomic import atomic_path, save_onnx
-    from edgeai.onnxfile import write_metadata
+    from edgeai.atomic import atomic_path
+    from edgeai.onnxfile import save_onnx, write_metadata
     from edgeai.quantization.measure import (
         default_tolerance,
-        eval_feeds,
         latencies,
         load_on,
         parity_on,
@@ -153,8 +96,8 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
     t0 = time.perf_counter()
     notes: list[str] = []
     tol = tolerance or default_tolerance("f16" if mode == "fp16" else "int8", task)
-    evals, note = eval_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
-    notes += [note] if note else []
+    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
+    notes += [evals.note] if evals.note else []
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:
         out = Path(work) / dst.name
         with quiet_ort_quantization():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.feeds import evaluation_feeds
 
 
 @dataclass
@@ -106,16 +107,16 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
     import importlib.util
 
     from edgeai.cpu import cpu_info
+    from edgeai.errors import ToleranceNotMet
     from edgeai.onnxfile import load_proto, read_metadata
-    from edgeai.quantization import QuantizeResult, ToleranceNotMet, model_size
     from edgeai.quantization.calibration import collect_samples
     from edgeai.quantization.measure import (
         default_tolerance,
-        eval_feeds,
         latencies,
         load_on,
         timing_feed,
     )
+    from edgeai.quantization.modes import QuantizeResult, model_size
     from edgeai.quantization.static import preprocess
     from edgeai.report import progress
     from edgeai.runtimes import parse_device
@@ -142,8 +143,8 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
     calib = collect_samples(calibration, specs, samples)
     if calibration is None:
         notes.append("calibrated on random inputs (no --calib given): real data gives better ranges")
-    evals, note = eval_feeds(eval_inputs, calibration, specs, eval_samples)
-    notes += [note] if note else []
+    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)
+    notes += [evals.note] if evals.note else []
     reference = load_on(src, "cpu", "FP32")
     work_parent = dst.parent if dst.parent.exists() else None
     with tempfile.TemporaryDirectory(prefix=".edgeai-auto-", dir=work_parent) as work_dir:
@@ -216,8 +217,8 @@ class _Search:
         self.log: list[str] = []
 
     def run(self, cand: Candidate, excluded: tuple[str, ...] = ()) -> Candidate:
-        from edgeai.quantization import run_mode
         from edgeai.quantization.measure import load_on, parity_on, quiet_ort_quantization
+        from edgeai.quantization.modes import run_mode
 
         self.trials += 1
         cand.path = self.work / f"{self.trials:03d}-{cand.name}.onnx"
@@ -312,8 +313,8 @@ def _write(model_path: Path, dst: Path, meta: dict[str, Any], parity: Any, refer
     """Write ``model_path`` to ``dst`` atomically with the search's record in its metadata."""
     import onnx
 
-    from edgeai.atomic import atomic_path, save_onnx
-    from edgeai.onnxfile import write_metadata
+    from edgeai.atomic import atomic_path
+    from edgeai.onnxfile import save_onnx, write_metadata
     from edgeai.quantization.measure import load_on, parity_on
 
     if parity is None:  # the FP32 graph: its parity on the target device, for the record

@@ -34,23 +34,6 @@ def default_tolerance(precision: str, task: str | None = None) -> Any:
     return tol
 
 
-def eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> tuple[list[dict], str | None]:
-    """Parity inputs: ``eval_inputs``, else the first ``n`` calibration samples, else random ones.
-
-    Returns the feeds and a note when they are not real held-out data.
-    """
-    from edgeai.quantization.calibration import is_random, load_samples
-    from edgeai.specs import make_inputs
-
-    if eval_inputs is not None:
-        return list(load_samples(eval_inputs, specs, limit=n)), None
-    if calibration is not None and not is_random(calibration):
-        return list(load_samples(calibration, specs, limit=n)), \
-            "parity measured on calibration samples (pass eval_inputs / --eval for held-out data)"
-    feeds = [make_inputs(specs, {"batch": 2}, seed=500 + i) for i in range(n)]
-    return feeds, "parity measured on random inputs (pass eval_inputs / --eval for real data)"
-
-
 def load_on(path: Path, device: str, what: str) -> Any:
     """Load a candidate on the target device; failing to compile or run there is a QuantizationError."""
     from edgeai.runtimes import load

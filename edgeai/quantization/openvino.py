@@ -58,9 +58,9 @@ def _quiet_nncf() -> Iterator[None]:
     so ``--json`` output stays parseable; its INFO log goes quiet for the call."""
     import nncf
 
-    from edgeai import report
+    from edgeai.progress import is_quiet
 
-    target = sys.stderr if sys.stderr.isatty() and not getattr(report, "_quiet", False) else open(os.devnull, "w")  # noqa: SIM115
+    target = sys.stderr if sys.stderr.isatty() and not is_quiet() else open(os.devnull, "w")  # noqa: SIM115
     level = logging.getLogger("nncf").level
     nncf.set_log_level(logging.ERROR)
     try:
@@ -125,7 +125,7 @@ def quantize_openvino(src: Path, dst: Path, specs: list[Any], calibration: Any =
         raise
     except Exception as e:
         raise QuantizationError(f"nncf.quantize failed on {src}: {type(e).__name__}: {str(e)[:300]}") from e
-    from edgeai.atomic import save_onnx
+    from edgeai.onnxfile import save_onnx
 
     save_onnx(quantized, dst)
     return {"engine": f"nncf {nncf.__version__} (ONNX backend, QDQ output)", "model_type": model_type,

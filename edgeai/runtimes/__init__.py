@@ -1,112 +1,28 @@
-"""Device strings -> engines. Adding an engine is one module here and one line in ``ENGINES``.
-
-Device strings: ``cpu``, ``cuda``, ``cuda:N``, ``tensorrt`` (onnxruntime), ``openvino`` (=AUTO),
-``openvino:CPU|GPU|NPU|AUTO`` (also ``openvino:GPU.1``), ``torch`` (the PyTorch reference) and
-``auto`` (the best device available here).
+"""Engines behind one :class:`Model`: ``load(path, device)``. Adding an engine is one module here and
+one line in :data:`edgeai.devices.ENGINES`. Device strings are parsed in :mod:`edgeai.devices`.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import os
-import re
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from edgeai.errors import DeviceUnavailableError, EdgeAIError
+from edgeai.bundle import Bundle, is_bundle
+from edgeai.devices import (
+    ENGINES,
+    DeviceRequest,
+    best_device,
+    devices,
+    engine_class,
+    parse_device,
+    parse_precision,
+)
+from edgeai.errors import EdgeAIError
 from edgeai.runtimes.base import Model, Runtime, RuntimeInfo
 
-# engine name -> "module:class"; engine modules import their library, so they load lazily.
-ENGINES = {
-    "onnxruntime": "edgeai.runtimes.onnxruntime:OnnxRuntimeRuntime",
-    "openvino": "edgeai.runtimes.openvino:OpenVINORuntime",
-    "torch": "edgeai.runtimes.torch:TorchRuntime",
-}
-
-__all__ = ["Model", "Runtime", "RuntimeInfo", "DeviceRequest", "parse_device", "devices", "load", "ENGINES"]
-
-
-@dataclass(frozen=True)
-class DeviceRequest:
-    device: str  # normalized device string
-    engine: str
-    target: str  # onnxruntime: CPU/CUDA/TensorRT; openvino: its device name
-    index: int = 0
-
-
-_ORT = {"cpu": "CPU", "cuda": "CUDA", "tensorrt": "TensorRT"}
-_OV = {"CPU", "GPU", "NPU", "AUTO", "MULTI", "HETERO"}
-
-
-def parse_device(device: str) -> DeviceRequest:
-    """Parse and normalize a device string; an unknown form is an error listing the valid ones."""
-    text = str(device).strip()
-    low = text.lower()
-    if low == "auto":
-        return parse_device(best_device())
-    if low == "torch":
-        return DeviceRequest("torch", "torch", "CPU")
-    m = re.fullmatch(r"(cpu|cuda|tensorrt)(?::(\d+))?", low)
-    if m and not (m.group(1) == "cpu" and m.group(2)):
-        idx = int(m.group(2) or 0)
-        norm = m.group(1) if idx == 0 and not m.group(2) else f"{m.group(1)}:{idx}"
-        return DeviceRequest(norm, "onnxruntime", _ORT[m.group(1)], idx)
-    m = re.fullmatch(r"openvino(?::([A-Za-z]+)(\.\d+)?)?", text, flags=re.IGNORECASE)
-    if m:
-        target = (m.group(1) or "AUTO").upper()
-        if target in _OV:
-            full = target + (m.group(2) or "")
-            return DeviceRequest(f"openvino:{full}", "openvino", full)
-    raise DeviceUnavailableError(
-        f"unknown device {device!r}; use cpu, cuda, cuda:N, tensorrt, openvino[:CPU|GPU|NPU|AUTO], torch or auto. "
-        f"Devices here: {devices()}")
-
-
-@functools.lru_cache(maxsize=1)
-def _devices() -> tuple[str, ...]:
-    found: list[str] = []
-    try:
-        from edgeai.runtimes.onnxruntime import available_targets
-
-        found += [{"CPU": "cpu", "CUDA": "cuda", "TensorRT": "tensorrt"}[t] for t in available_targets()]
-    except ImportError:
-        pass
-    try:
-        from edgeai.runtimes.openvino import available_targets as ov_targets
-
-        found += [f"openvino:{d}" for d in ov_targets()]
-    except ImportError:
-        pass
-    return tuple(found)
-
-
-def devices() -> list[str]:
-    """Devices this machine can run ONNX models on now, best first per engine.
-
-    ``cuda``/``tensorrt`` are listed when the onnxruntime build has the provider; a load then
-    verifies the provider really initialized (see ``fallback``).
-    """
-    return list(_devices())
-
-
-def best_device() -> str:
-    found = devices()
-    for pref in ("cuda", "openvino:GPU", "cpu"):
-        if pref in found:
-            return pref
-    raise DeviceUnavailableError("no inference engine is installed; install onnxruntime or openvino")
-
-
-def _engine(engine: str, device: str) -> Any:
-    module_name, cls_name = ENGINES[engine].split(":")
-    try:
-        return getattr(importlib.import_module(module_name), cls_name)
-    except ImportError as e:
-        raise DeviceUnavailableError(f"device {device!r} needs the {engine} package, which is not installed "
-                                     f"({e}); pip install {engine}") from e
+__all__ = ["Model", "Runtime", "RuntimeInfo", "DeviceRequest", "parse_device", "parse_precision", "devices",
+           "best_device", "load", "load_bundle", "ENGINES"]
 
 
 def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: bool = False,
@@ -130,8 +46,6 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
         ModelLoadError: missing, corrupt or unsafe model file.
         DeviceUnavailableError: the device is unknown or not here (message lists those that are).
     """
-    from edgeai.runtimes.base import parse_precision
-
     threads = options.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
         raise EdgeAIError(f"threads must be a positive integer (0: the engine's default); got {threads!r}")
@@ -141,10 +55,7 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
         return model
     req = parse_device(device)
     prec = parse_precision(precision)
-    if req.engine != "torch" and isinstance(path, (str, os.PathLike)) and Path(path).is_dir() \
-            and (Path(path) / "manifest.json").exists():
-        from edgeai.deployment import load_bundle
-
+    if req.engine != "torch" and is_bundle(path):
         return load_bundle(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
     if req.engine != "torch" and not isinstance(path, (str, os.PathLike)):
         raise EdgeAIError(f"device {device!r} runs ONNX files; got a {type(path).__name__}. Export it first "
@@ -156,9 +67,9 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
         why = (f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
                + (f" without the OpenVINO-only option(s) {dropped}" if dropped else ""))
         warnings.warn(f"edgeai: {why}", stacklevel=2)
-        runtime = _engine("onnxruntime", device)(path, "cpu", "CPU", 0, **cpu_options)
+        runtime = engine_class("onnxruntime", device)(path, "cpu", "CPU", 0, **cpu_options)
         return Model(runtime, allow_cast=allow_cast, source=str(path), fallback=(req.device, why))
-    engine_cls = _engine(req.engine, device)
+    engine_cls = engine_class(req.engine, device)
     if req.engine == "torch":
         runtime = engine_cls(path, req.device, precision=prec, **options)
     else:
@@ -167,3 +78,32 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     if info.fallback:
         warnings.warn(f"edgeai: {info.fallback}", stacklevel=2)
     return Model(runtime, allow_cast=allow_cast, source=str(path) if isinstance(path, (str, os.PathLike)) else None)
+
+
+def load_bundle(path: str | os.PathLike | Bundle, device: str | DeviceRequest = "cpu", *,
+                variant: str | None = None, **options: Any) -> Model:
+    """``edgeai.load(BUNDLE, device)``: pick, verify and load the variant for ``device``.
+
+    The variant made for ``device`` (or the one named ``variant``) is sha256-verified before its
+    file is handed to an engine; ``model.source`` names the bundle and variant. A variant that was
+    not checked on ``device`` still runs, with a warning, and the model records why.
+
+    Raises:
+        ModelLoadError: not a bundle, an incompatible manifest version, or a file that does not
+            match its sha256 (tampered or corrupted).
+        DeviceUnavailableError: no variant can run on ``device``.
+    """
+    bundle = path if isinstance(path, Bundle) else Bundle(path)
+    for note in bundle.notes:
+        warnings.warn(f"edgeai: {bundle.path}: {note}", stacklevel=3)
+    chosen = bundle.variant(variant) if variant else bundle.select(device)
+    model = load(bundle.verify(chosen), device, **options)
+    model.source = f"{bundle.path} [variant {chosen.name}: {chosen.file}]"
+    requested = model.describe().device
+    if requested not in chosen.devices and requested not in bundle.defaults:
+        # Runs, but its parity and latency were measured elsewhere: say so, and record it.
+        why = (f"bundle variant {chosen.name!r} was checked on {list(chosen.devices)}, not on {requested}; "
+               f"re-deploy with --device {requested} to check it there")
+        warnings.warn(f"edgeai: {why}", stacklevel=3)
+        model.record_fallback(why)
+    return model

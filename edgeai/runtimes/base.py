@@ -270,13 +270,3 @@ class Model:
         raise InputMismatchError(
             f"input {spec.name!r} expects {spec.dtype} {spec.shape_str()}; got {arr.dtype} {list(arr.shape)} — "
             f"cast with .astype(np.{spec.dtype}) ({hint})")
-
-
-def parse_precision(precision: str | None) -> str:
-    from edgeai.errors import DeviceUnavailableError
-
-    p = (precision or "f32").lower()
-    p = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "bfloat16": "bf16"}.get(p, p)
-    if p not in ("f32", "f16", "bf16", "auto"):
-        raise DeviceUnavailableError(f"unknown precision {precision!r}; use f32, f16, bf16 or auto")
-    return p

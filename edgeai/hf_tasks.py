@@ -1,4 +1,5 @@
-"""``transformers`` models: tiny configs for the zoo and per-task export wrappers.
+"""``transformers`` model families: the task table (which inputs a task takes and which output it
+returns), tiny configs for the zoo, and the export wrapper. A boundary module: it imports torch.
 
 Knowledge about a family is data (the TASKS table): which inputs a task takes and which output it
 returns. A wrapper turns the model's ``ModelOutput`` into plain tensors so any exporter can trace it.
