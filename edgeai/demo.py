@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from edgeai.atomic import write_text
+from edgeai.bench import benchmark, machine_info
 from edgeai.errors import EdgeAIError
+from edgeai.exporters import export
+from edgeai.quantization import quantize
+from edgeai.report import latency_plot, progress, to_json
+from edgeai.runtimes import Model, devices, load
+from edgeai.sources import ModelSource
+from edgeai.zoo import digits_cnn, get
 
 SEED = 0
 
@@ -38,8 +46,6 @@ def load_digits_28() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def train_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 8) -> Any:
     import torch
-
-    from edgeai.zoo import digits_cnn
 
     torch.manual_seed(SEED)
     model = digits_cnn().train()
@@ -81,11 +87,6 @@ def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str
     """Run the demo; write ``results.json`` and ``latency.png`` into ``out``; return the results."""
     import torch
 
-    import edgeai
-    from edgeai.atomic import write_text
-    from edgeai.bench import benchmark, machine_info
-    from edgeai.report import latency_plot, progress, to_json
-    from edgeai.runtimes import Model
     from edgeai.runtimes.torch import TorchRuntime
 
     out = Path(out)
@@ -99,25 +100,23 @@ def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str
         train_s = time.perf_counter() - t0
         advance()
         fp32 = out / "digits_cnn.onnx"
-        from edgeai.zoo import get
-
-        exported = edgeai.export(module, (torch.from_numpy(x_tr[:2]),), fp32, inputs=get("cnn").inputs,
+        exported = export(module, (torch.from_numpy(x_tr[:2]),), fp32, inputs=get("cnn").inputs,
                                  output_names=["logits"])
         advance()
         int8 = out / "digits_cnn.int8.onnx"
         calib = [{"pixel_values": x_tr[i:i + 1]} for i in range(0, len(x_tr), 4)]  # 360 training images
         evals = [{"pixel_values": x_te[i:i + 32]} for i in range(0, len(x_te), 32)]
-        quantized = edgeai.quantize(fp32, int8, mode="static", calibration=calib, eval_inputs=evals,
+        quantized = quantize(fp32, int8, mode="static", calibration=calib, eval_inputs=evals,
                                     samples=len(calib))
         advance()
 
         reference = Model(TorchRuntime(exported_source(module)))
         ref_logits = reference.run({"pixel_values": x_te})["logits"]
         variants: list[tuple[str, Any, str]] = [("PyTorch FP32", reference, "torch")]
-        for device in edgeai.devices():
+        for device in devices():
             for label, path in (("FP32", fp32), ("INT8", int8)):
                 engine = "OpenVINO" if device.startswith("openvino") else "ONNX Runtime"
-                variants.append((f"{engine} {label}", edgeai.load(path, device), device))
+                variants.append((f"{engine} {label}", load(path, device), device))
         rows, reports = [], []
         one = {"pixel_values": x_te[:1]}
         for name, model, device in variants:
@@ -145,9 +144,6 @@ def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str
 
 
 def exported_source(module: Any) -> Any:
-    from edgeai.sources import ModelSource
-    from edgeai.zoo import get
-
     return ModelSource(module, list(get("cnn").inputs), ["logits"], None, "demo:digits_cnn", "image-classification")
 
 

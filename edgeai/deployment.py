@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeai._version import __version__
+from edgeai.atomic import write_text
+from edgeai.bench import bench_matrix
 from edgeai.bundle import (
     FORMAT,
     MANIFEST,
@@ -27,12 +30,21 @@ from edgeai.bundle import (
     describe_bundle,
     sha256_file,
 )
+from edgeai.cpu import cpu_info
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, ParityError, QuantizationError
+from edgeai.exporters import export
 from edgeai.feeds import Feeds, evaluation_feeds
+from edgeai.onnxfile import copy_onnx_file, data_file, graph_precision, io_specs, load_proto
+from edgeai.parity import Tolerance, compare
+from edgeai.quantization import MODES as QMODES
+from edgeai.quantization import ToleranceNotMet, quantize
 from edgeai.registry import module_available
-from edgeai.report import report_markdown
-from edgeai.runtimes import load_bundle
-from edgeai.specs import TensorSpec
+from edgeai.report import latency_plot, progress, report_markdown, to_json
+from edgeai.runtimes import devices as available
+from edgeai.runtimes import load, load_bundle, parse_device
+from edgeai.runtimes.base import Model
+from edgeai.sources import resolve
+from edgeai.specs import TensorSpec, apply_dynamic_axes
 
 __all__ = ["deploy", "DeployResult", "Bundle", "Variant", "load_bundle", "describe_bundle", "report_markdown", "MODES"]
 
@@ -66,9 +78,6 @@ def _slug(device: str) -> str:
 
 def _check_devices(devices: Sequence[str]) -> list[str]:
     """Normalized, de-duplicated target devices; each must be here, since every variant is measured on it."""
-    from edgeai.runtimes import devices as available
-    from edgeai.runtimes import parse_device
-
     if isinstance(devices, str):
         devices = [devices]
     if not devices:
@@ -95,7 +104,6 @@ def _check_mode(mode: str) -> None:
         raise QuantizationError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if mode == "none":
         return
-    from edgeai.quantization import MODES as QMODES
 
     target = QMODES.get(mode)
     if target is None or not module_available(target):
@@ -104,8 +112,6 @@ def _check_mode(mode: str) -> None:
 
 
 def _mode_available(mode: str) -> bool:
-    from edgeai.quantization import MODES as QMODES
-
     return mode in QMODES and module_available(QMODES[mode])
 
 
@@ -221,8 +227,6 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
         ExportError, QuantizationError (``ToleranceNotMet``, exit 1), ParityError (exit 1): a stage
             failed; nothing was written.
     """
-    from edgeai.report import progress
-
     t0 = time.perf_counter()
     out = Path(out)
     if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
@@ -282,8 +286,6 @@ class _Pipeline:
     def export(self, **kw: Any) -> None:
         import dataclasses
 
-        from edgeai.onnxfile import copy_onnx_file, graph_precision, io_specs, load_proto
-
         fp32 = self.work / "model.fp32.onnx"
         text = str(self.source) if isinstance(self.source, (str, os.PathLike)) else ""
         if text.endswith(".onnx"):
@@ -300,16 +302,11 @@ class _Pipeline:
             self.reference: Any = _load(text, "cpu")
             self.source_info = {"source": text, "kind": "onnx", "reference": "the source .onnx on onnxruntime cpu"}
         else:
-            import edgeai
-            from edgeai.runtimes.base import Model
             from edgeai.runtimes.torch import TorchRuntime
-            from edgeai.sources import resolve
-            from edgeai.specs import apply_dynamic_axes
-
             src = resolve(self.source, task=kw["task"], inputs=kw["inputs"], example_inputs=kw["example_inputs"])
             if kw["dynamic_axes"]:
                 src = dataclasses.replace(src, inputs=apply_dynamic_axes(src.inputs, kw["dynamic_axes"]))
-            self.exported = edgeai.export(src, None, fp32, opset=kw["opset"], exporter=kw["exporter"],
+            self.exported = export(src, None, fp32, opset=kw["opset"], exporter=kw["exporter"],
                                           output_names=kw["output_names"])
             self.inputs, self.outputs = list(self.exported.inputs), list(self.exported.outputs)
             self.reference = Model(TorchRuntime(src))
@@ -324,8 +321,6 @@ class _Pipeline:
         self.step(description="quantize")
 
     def _add_variant(self, name: str, path: Path, result: Any) -> None:
-        from edgeai.onnxfile import data_file, graph_precision, load_proto
-
         data = data_file(path)
         entry: dict[str, Any] = {"name": name, "file": path.name, "sha256": sha256_file(path),
                                  "size_bytes": path.stat().st_size, "precision": graph_precision(load_proto(path)),
@@ -341,8 +336,6 @@ class _Pipeline:
 
     def quantize(self, calibration: Any, feeds: list[dict], tolerance: Any, fallback_fp32: bool, force: bool,
                  options: dict[str, Any]) -> None:
-        from edgeai.quantization import ToleranceNotMet, quantize
-
         fp32 = self.work / "model.fp32.onnx"
         if self.mode == "none":
             return
@@ -378,8 +371,6 @@ class _Pipeline:
         self.step(description="check")
 
     def check(self, feeds: list[dict], tolerance: Any, fallback_fp32: bool) -> None:
-        from edgeai.parity import compare
-
         self.variants[0]["devices"] = list(self.devices)  # FP32 is checked everywhere: it is the fallback
         for entry in self.variants:
             for device in list(entry["devices"]):
@@ -406,8 +397,6 @@ class _Pipeline:
         self.step(description="bench")
 
     def bench(self, iterations: int, rounds: int) -> None:
-        from edgeai.bench import bench_matrix
-
         configs = [(f"{name}@{device}", model) for (name, device), model in self.models.items()]
         self.matrix = bench_matrix(configs, [1], warmup=5, iterations=iterations, rounds=min(rounds, iterations),
                                    baseline=f"fp32@{self.devices[0]}")
@@ -432,9 +421,6 @@ class _Pipeline:
         import datetime
         import platform
 
-        import edgeai
-        from edgeai.cpu import cpu_info
-
         for r in self.quantized:
             self.notes += [f"{r.mode}: {n}" for n in r.notes]
         if calibration is None and mode in _CALIBRATED:
@@ -456,7 +442,7 @@ class _Pipeline:
         return {
             "format": FORMAT, "manifest_version": MANIFEST_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "edgeai_version": edgeai.__version__, "engines": _engines(), "source": self.source_info,
+            "edgeai_version": __version__, "engines": _engines(), "source": self.source_info,
             "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
             "dynamic_dims": dynamic, "preprocessing": dict(preprocessing) if preprocessing else None,
             "labels": list(labels) if labels else None, "mode": mode, "calibration": calib,
@@ -475,9 +461,6 @@ class _Pipeline:
                 if not p["passed"] and (v["name"], d) not in self.excused]
 
     def write(self, manifest: dict[str, Any]) -> None:
-        from edgeai.atomic import write_text
-        from edgeai.report import latency_plot, to_json
-
         with contextlib.suppress(ImportError):  # matplotlib is an extra; the report says so if missing
             latency_plot(self.matrix.reports, self.work / "report.png",
                          title=f"edgeai deploy: {manifest['source']['source']}, batch 1")
@@ -491,14 +474,11 @@ def _tolerance_for(tolerance: Any, precision: str) -> Any:
     (so ``--min-cosine`` alone keeps the default top-1 check, and FP32 variants keep allclose)."""
     if not isinstance(tolerance, Mapping):
         return tolerance
-    from edgeai.parity import Tolerance
 
     return Tolerance.for_precision(precision).with_overrides(
         **{k: v for k, v in tolerance.items() if v is not None})
 
 
 def _load(path: Any, device: str) -> Any:
-    from edgeai.runtimes import load
-
     return load(path, device)
 

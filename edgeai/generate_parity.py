@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import QuantizationError
+from edgeai.generation import DECODER_FILE, ENCODER_FILE, generate, load_generative
 from edgeai.onnxfile import move_onnx
+from edgeai.quantization import ToleranceNotMet, quantize
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,6 @@ def compare_generation(reference: Any, candidate: Any, prompts: Sequence[Any] | 
         device, reference_device: devices for paths.
         min_token_agreement, min_cosine: the pass criteria.
     """
-    from edgeai.generation import generate, load_generative
-
     ref = load_generative(reference, reference_device)
     cand = load_generative(candidate, device)
     prompts = list(prompts) if prompts is not None else default_prompts(int(ref.config.get("vocab_size") or 100))
@@ -152,8 +152,6 @@ class GenerationQuantizeResult:
 
 def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int) -> dict[str, list[dict]]:
     """Decoder (and encoder) feeds from real FP32 generations: calibration and evaluation data."""
-    from edgeai.generation import generate
-
     steps: list[dict] = []
     for prompt in prompts:
         generate(gm, prompt, max_new_tokens, stop_on_eos=False, on_step=lambda f: steps.append(dict(f)))
@@ -177,9 +175,6 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
         QuantizationError: bad paths or mode; ``ToleranceNotMet`` (exit code 1) when generation
             parity fails and ``force`` is False; then nothing is written.
     """
-    from edgeai.generation import DECODER_FILE, ENCODER_FILE, load_generative
-    from edgeai.quantization import ToleranceNotMet, quantize
-
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")

@@ -25,6 +25,10 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import EdgeAIError, InputMismatchError, ModelLoadError
+from edgeai.onnxfile import load_proto, read_metadata
+from edgeai.runtimes import load
+from edgeai.runtimes.base import Model
+from edgeai.timing import LatencyStats
 
 PAST, PRESENT = "past_key_values.", "present."
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"  # as written by edgeai.exporters.generation
@@ -106,8 +110,6 @@ class GenerativeModel:
 
 @functools.lru_cache(maxsize=32)
 def _file_config(path: str, mtime: float) -> dict[str, Any]:
-    from edgeai.onnxfile import load_proto, read_metadata
-
     return dict(read_metadata(load_proto(path)).get("generation") or {})
 
 
@@ -130,9 +132,6 @@ def load_generative(model: Any, device: str = "cpu", **options: Any) -> Generati
     Raises:
         ModelLoadError: the files are missing or the decoder has no KV-cache inputs.
     """
-    from edgeai.runtimes import load
-    from edgeai.runtimes.base import Model
-
     if isinstance(model, GenerativeModel):
         return model
 
@@ -423,8 +422,6 @@ def benchmark_generation(model: Any, *, name: str | None = None, prompt_len: int
 
     Returns a :class:`GenerationBench`; speed belongs in benchmarks, never in test assertions.
     """
-    from edgeai.bench import LatencyStats
-
     if rounds < 1 or new_tokens < 2:
         raise InputMismatchError(f"benchmarking generation needs rounds >= 1 and new_tokens >= 2; got {rounds}, "
                                  f"{new_tokens}")

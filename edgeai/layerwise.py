@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import InputMismatchError
+from edgeai.onnxfile import load_proto, save_onnx
+from edgeai.runtimes import Model, load
 
 #: Nodes that carry a value through unchanged but for precision: their output is matched with their input.
 TRANSPARENT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "CastLike", "Identity"})
@@ -208,8 +210,6 @@ def _instrument(model: Any, names: Iterable[str], types: Mapping[str, int], dst:
     """Save a copy of ``model`` with ``names`` added as graph outputs (types only: shapes may vary)."""
     from onnx import helper
 
-    from edgeai.onnxfile import save_onnx
-
     present = {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
     for name in names:
         if name not in present:
@@ -250,8 +250,6 @@ def tensor_error(refs: Sequence[np.ndarray], cands: Sequence[np.ndarray]) -> dic
 
 def onnx_source(obj: Any) -> tuple[Path, str | None, dict[str, Any]]:
     """(ONNX path, device, load options) of a path or a loaded Model."""
-    from edgeai.runtimes import Model
-
     if isinstance(obj, Model):
         info = obj.describe()
         if info.engine == "torch" or not obj.source or not str(obj.source).endswith(".onnx"):
@@ -286,9 +284,6 @@ def localize(reference: Any, candidate: Any, feeds: Sequence[Mapping[str, Any]],
     Raises:
         InputMismatchError: a side is not ONNX, or the graphs share no intermediate tensors.
     """
-    from edgeai.onnxfile import load_proto
-    from edgeai.runtimes import load
-
     ref_path, ref_dev, ref_opts = onnx_source(reference)
     cand_path, cand_dev, cand_opts = onnx_source(candidate)
     device = device or cand_dev or "cpu"

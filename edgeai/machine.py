@@ -8,6 +8,9 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
+from edgeai._version import __version__
+from edgeai.cpu import cpu_info
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (all models loaded in it), in MB."""
@@ -85,12 +88,9 @@ def engine_version(module: str) -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, features, engine versions, thread settings: what makes results comparable."""
-    from edgeai.cpu import cpu_info
-
     versions = {mod: v for mod in ("onnxruntime", "openvino", "torch", "numpy") if (v := engine_version(mod))}
-    import edgeai
 
     return {"cpu": cpu_info().to_dict(), "physical_cores": physical_cores(), "platform": platform.platform(),
-            "python": platform.python_version(), "edgeai": edgeai.__version__, "engines": versions,
+            "python": platform.python_version(), "edgeai": __version__, "engines": versions,
             "env_threads": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OV_NUM_THREADS")
                             if k in os.environ}}

@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 
 from edgeai.devices import precision_rank
-from edgeai.errors import InputMismatchError, ParityError
+from edgeai.errors import InputMismatchError, ModelLoadError, ParityError
 from edgeai.feeds import resolve_feeds
-from edgeai.layerwise import Localization
+from edgeai.layerwise import Localization, localize, onnx_source
+from edgeai.onnxfile import graph_precision, load_proto
+from edgeai.runtimes import Model, load
+from edgeai.sources import resolve
 
 TOP_K = 5
 _CLASSIFIER_HINTS = ("logit", "score", "prob", "class", "label", "pred")
@@ -271,14 +274,10 @@ def as_model(obj: Any, device: str | None = None, specs: Sequence[Any] | None = 
     ``specs`` name the inputs of a source that cannot say itself (a bare ``nn.Module``): the other
     side's input specs when comparing with an ONNX file.
     """
-    from edgeai.errors import ModelLoadError
-    from edgeai.runtimes import Model, load
-
     if isinstance(obj, Model):
         return obj
     if _is_onnx(obj):
         return load(obj, device or "cpu")
-    from edgeai.sources import resolve
 
     try:
         source = resolve(obj)
@@ -295,8 +294,6 @@ def _describe(model: Any) -> dict[str, Any]:
     label = model.source or getattr(getattr(model.runtime, "source", None), "description", None)
     side = {"model": label, **model.describe().to_dict()}
     if side["engine"] == "openvino" and model.source and str(model.source).endswith(".onnx"):
-        from edgeai.onnxfile import graph_precision, load_proto
-
         side["file_precision"] = graph_precision(load_proto(model.source))
     return side
 
@@ -339,8 +336,6 @@ def compare(reference: Any, candidate: Any, inputs: Any = None, *,
         >>> edgeai.compare("zoo:cnn", "cnn.int8.onnx", "digits.npz", device="openvino:CPU").verdict()
     """
     if layerwise:
-        from edgeai.layerwise import onnx_source
-
         onnx_source(reference), onnx_source(candidate)  # fail before running anything
     if _is_onnx(reference) and not _is_onnx(candidate):
         ref_model = as_model(reference, "cpu")
@@ -352,8 +347,6 @@ def compare(reference: Any, candidate: Any, inputs: Any = None, *,
     ref_outs, cand_outs = collect_outputs(ref_model, feeds), collect_outputs(cand_model, feeds)
     report = build_report(ref_model, ref_outs, cand_model, cand_outs, len(feeds), tolerance, data=feeds.source)
     if layerwise:
-        from edgeai.layerwise import localize
-
         report = replace(report, layerwise=localize(ref_model, cand_model, feeds))
     return report
 
@@ -394,8 +387,6 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
     The reference's outputs are computed once per feed and reused for every candidate. Tolerance
     options override the default for each candidate's precision in effect.
     """
-    from edgeai.runtimes import load
-
     paths = [candidates] if isinstance(candidates, (str, os.PathLike)) else list(candidates)
     if not paths or not devices:
         raise InputMismatchError("give at least one candidate model and one device")
@@ -416,8 +407,6 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
             report = build_report(ref, ref_outs, cand, collect_outputs(cand, feeds), len(feeds), overrides,
                                   data=feeds.source)
             if layerwise:
-                from edgeai.layerwise import localize
-
                 report = replace(report, layerwise=localize(ref, cand, feeds))
             reports.append(report)
     return reports

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeai.atomic import atomic_path
 from edgeai.progress import console, progress, set_quiet  # noqa: F401  (the CLI's names for them)
 
 
@@ -311,8 +312,6 @@ def latency_plot(reports: Any, path: str | Path, title: str = "edgeai bench") ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgeai.atomic import atomic_path
 
     reports = list(reports.reports if hasattr(reports, "reports") else reports)
     ok = [r for r in reports if r.status == "ok"]

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeai import zoo
 from edgeai.errors import ModelLoadError
+from edgeai.pt2 import check_pt2_archive
 from edgeai.registry import load_attr
 from edgeai.specs import TensorSpec, spec_from_array
 
@@ -172,8 +174,6 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
                              "'zoo:NAME', 'pkg.mod:factory', 'file.py:factory', a .pt2 file or a transformers folder")
     text = str(source)
     if text.startswith("zoo:"):
-        from edgeai import zoo
-
         entry = zoo.get(text[4:])
         module = entry.factory()
         if weights:
@@ -270,7 +270,6 @@ def _from_pt2(path: Path, inputs: Sequence[TensorSpec] | None) -> ModelSource:
 
     if not path.is_file():
         raise ModelLoadError(f"torch.export archive not found: {path}")
-    from edgeai.pt2 import check_pt2_archive
 
     check_pt2_archive(path)  # torch.export.load can unpickle and load native code: refuse such archives
     try:

@@ -15,7 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgeai.errors import ParityAssertionError
+from edgeai.errors import InputMismatchError, ParityAssertionError
+from edgeai.onnxfile import load_proto, save_onnx
+from edgeai.parity import Tolerance, compare
+from edgeai.report import parity_text
+from edgeai.runtimes import devices as available
 
 
 def assert_parity(reference: Any, candidate: Any, inputs: Any = None, tolerance: Any = None, *,
@@ -37,8 +41,6 @@ def assert_parity(reference: Any, candidate: Any, inputs: Any = None, tolerance:
         >>> assert_parity("zoo:cnn", "cnn.onnx", 4, device="openvino:CPU", min_cosine=0.99999)
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this one
-    from edgeai.parity import Tolerance, compare
-    from edgeai.report import parity_text
 
     if isinstance(tolerance, Tolerance) and limits:
         tolerance = tolerance.with_overrides(**limits)
@@ -59,8 +61,6 @@ def device_params(devices: Sequence[str] | None = None) -> list[Any]:
     """
     import pytest
 
-    from edgeai.runtimes import devices as available
-
     here = available()
     params = []
     for d in devices or ("cpu", "openvino:CPU", "cuda"):
@@ -80,9 +80,6 @@ def perturbed_copy(src: Any, dst: Any, initializer: str, *, relative_noise: floa
     """
     import numpy as np
     from onnx import numpy_helper
-
-    from edgeai.errors import InputMismatchError
-    from edgeai.onnxfile import load_proto, save_onnx
 
     model = load_proto(src, load_external_data=True)
     init = next((i for i in model.graph.initializer if i.name == initializer), None)

@@ -33,8 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgeai import zoo
+from edgeai.atomic import atomic_path
 from edgeai.errors import EdgeAIError, ExportError, ModelLoadError
-from edgeai.specs import TensorSpec
+from edgeai.exporters.validated import export_graph as export
+from edgeai.hf_tasks import TaskWrapper
+from edgeai.onnxfile import load_proto, save_onnx, write_metadata
+from edgeai.parity import Tolerance, compare
+from edgeai.runtimes import load
+from edgeai.runtimes.base import Model
+from edgeai.runtimes.torch import TorchRuntime
+from edgeai.sources import ModelSource, _from_transformers_dir
+from edgeai.specs import TensorSpec, make_inputs
 
 #: task -> (what is exported, the plain task whose model class it loads)
 GENERATION_TASKS = {"text-generation-with-past": ("decoder", "text-generation"),
@@ -190,8 +200,6 @@ def _cache_specs(geo: CacheGeometry, dtype: str) -> list[TensorSpec]:
 
 
 def _examples(specs: list[TensorSpec], dims: dict[str, int], seed: int) -> dict[str, np.ndarray]:
-    from edgeai.specs import make_inputs
-
     feeds = make_inputs(specs, dims, seed=seed)
     for name in ("attention_mask", "encoder_attention_mask"):
         if name in feeds:
@@ -206,8 +214,6 @@ def _examples(specs: list[TensorSpec], dims: dict[str, int], seed: int) -> dict[
 def decoder_source(model: Any, description: str) -> tuple[Any, CacheGeometry]:
     """A :class:`~edgeai.sources.ModelSource` for a causal LM wrapped as :class:`DecoderWithPast`."""
     import inspect
-
-    from edgeai.sources import ModelSource
 
     geo = cache_geometry(model, "decoder")
     uses_pos = "position_ids" in inspect.signature(model.forward).parameters
@@ -226,8 +232,6 @@ def decoder_source(model: Any, description: str) -> tuple[Any, CacheGeometry]:
 
 def seq2seq_sources(model: Any, description: str) -> tuple[Any, Any, CacheGeometry]:
     """Encoder and decoder-with-past :class:`~edgeai.sources.ModelSource` objects for a T5-like model."""
-    from edgeai.sources import ModelSource
-
     geo = cache_geometry(model, "seq2seq")
     vocab = int(model.config.vocab_size)
     d_model = int(getattr(model.config, "d_model", None) or model.config.hidden_size)
@@ -250,8 +254,6 @@ def seq2seq_sources(model: Any, description: str) -> tuple[Any, Any, CacheGeomet
 
 def _resolve_hf(source: Any, kind: str) -> tuple[Any, str]:
     """A transformers model (eval mode) and a description, from a model, a zoo name or a folder."""
-    from edgeai.hf_tasks import TaskWrapper
-
     if isinstance(source, TaskWrapper):
         return source.model.eval(), "module"
     if isinstance(source, torch.nn.Module):
@@ -261,13 +263,9 @@ def _resolve_hf(source: Any, kind: str) -> tuple[Any, str]:
         return source.eval(), "module"
     text = str(source)
     if text.startswith("zoo:"):
-        from edgeai import zoo
-
         made = zoo.get(text[4:]).factory()
         return _resolve_hf(made, kind)[0], text
     if Path(text).is_dir():
-        from edgeai.sources import _from_transformers_dir
-
         if (Path(text) / "config.json").exists():
             import json
 
@@ -388,10 +386,6 @@ def export_with_past(model: Any, path: str | os.PathLike, *, task: str = "text-g
 
 def _export_checked(source: Any, path: Path, config: dict[str, Any], options: dict[str, Any]) -> Any:
     """export() into a temp file, add the generation metadata, check past length 0, then rename."""
-    from edgeai.atomic import atomic_path
-    from edgeai.exporters.validated import export_graph as export
-    from edgeai.onnxfile import load_proto, save_onnx, write_metadata
-
     has_past = any(s.name.startswith("past_key_values.") for s in source.inputs)
     dims = {k: v for k, v in _VALIDATE.items() if any(k in s.shape for s in source.inputs)}
     with atomic_path(path) as tmp:
@@ -408,11 +402,6 @@ def _export_checked(source: Any, path: Path, config: dict[str, Any], options: di
 
 def _check_first_step(source: Any, onnx_path: Path, atol: float) -> dict[str, int]:
     """The first step feeds an empty cache (past length 0): the file must match PyTorch there too."""
-    from edgeai.parity import Tolerance, compare
-    from edgeai.runtimes import load
-    from edgeai.runtimes.base import Model
-    from edgeai.runtimes.torch import TorchRuntime
-
     dims = {"batch": 1, "seq": 6, "past_seq": 0, "total_seq": 6, "encoder_seq": 5}
     feeds = _examples(list(source.inputs), dims, seed=7)
     t0 = time.perf_counter()

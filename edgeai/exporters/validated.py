@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from edgeai.errors import EdgeAIError, ExportError, ExportValidationError
+from edgeai._version import __version__
+from edgeai.errors import EdgeAIError, ExportError, ExportValidationError, WriteError
+from edgeai.onnxfile import file_size, io_specs, move_onnx, opset, save_onnx, write_metadata
+from edgeai.onnxfile import opset as written_opset
+from edgeai.parity import Tolerance, compare
 from edgeai.registry import import_attr
-from edgeai.specs import TensorSpec, apply_dynamic_axes
+from edgeai.runtimes import load
+from edgeai.runtimes.base import Model
+from edgeai.sources import missing_forward_args, resolve
+from edgeai.specs import TensorSpec, apply_dynamic_axes, make_inputs
 
 # exporter name -> "module:function"; each returns an onnx.ModelProto.
 EXPORTERS: dict[str, str] = {
@@ -72,8 +79,6 @@ def _load_exporter(name: str) -> Callable[..., Any]:
 def _example_args(source: Any, specs: Sequence[TensorSpec], dims: Mapping[str, int]) -> tuple[Any, ...]:
     import torch
 
-    from edgeai.specs import make_inputs
-
     if source.example_inputs:
         feeds = dict(source.example_inputs)
         # Size-1 dynamic dims would be specialized by torch.export: repeat them to 2.
@@ -119,8 +124,6 @@ def export_graph(model: Any, example_inputs: Any = None, path: str | os.PathLike
         ModelLoadError: the source cannot be resolved.
         ExportError: every exporter failed, or the file does not match PyTorch; nothing is written.
     """
-    from edgeai.sources import resolve
-
     if exporter not in ("auto", *EXPORTERS):
         raise ExportError(f"unknown exporter {exporter!r}; use auto, {', '.join(EXPORTERS)}")
     path = Path(path)
@@ -160,8 +163,6 @@ def export_graph(model: Any, example_inputs: Any = None, path: str | os.PathLike
             last_error = e.__cause__ if isinstance(e.__cause__, Exception) else e
             continue
         elapsed = time.perf_counter() - t0
-        from edgeai.onnxfile import opset as written_opset
-
         if opset is not None and written_opset(proto) != opset:
             # torch's exporters fall back to their own default opset without an error.
             attempts.append(f"{name}: asked for opset {opset}, it wrote opset {written_opset(proto)}")
@@ -188,8 +189,6 @@ _GENERIC_FIX = "rerun with --debug for the exporters' full log; try another --op
 
 def _check_forward_takes(source: Any, specs: Sequence[TensorSpec]) -> None:
     """A forward that needs more inputs than were given fails now, by name, not deep in an exporter."""
-    from edgeai.sources import missing_forward_args
-
     missing = missing_forward_args(source.module, len(specs))
     if missing:
         given = [s.name for s in specs]
@@ -273,9 +272,6 @@ def _simplify(proto: Any) -> Any:
 
 
 def _annotate(proto: Any, specs: Sequence[TensorSpec], names: Sequence[str], source: Any, exporter: str) -> None:
-    import edgeai
-    from edgeai.onnxfile import write_metadata
-
     # Give every graph input our symbolic names (TorchScript names some dims itself).
     by_name = {s.name: s for s in specs}
     for vi in proto.graph.input:
@@ -285,10 +281,10 @@ def _annotate(proto: Any, specs: Sequence[TensorSpec], names: Sequence[str], sou
         for dim, want in zip(vi.type.tensor_type.shape.dim, spec.shape, strict=False):
             if isinstance(want, str):
                 dim.dim_param = want
-    write_metadata(proto, {"edgeai_version": edgeai.__version__, "source": source.description,
+    write_metadata(proto, {"edgeai_version": __version__, "source": source.description,
                            "task": source.task, "family": source.family, "exporter": exporter,
                            "inputs": [s.to_dict() for s in specs], "outputs": list(names)})
-    proto.producer_name = f"edgeai {edgeai.__version__} ({exporter})"
+    proto.producer_name = f"edgeai {__version__} ({exporter})"
 
 
 def _write_and_validate(proto: Any, path: Path, specs: Sequence[TensorSpec], names: Sequence[str], source: Any,
@@ -301,9 +297,6 @@ def _write_and_validate(proto: Any, path: Path, specs: Sequence[TensorSpec], nam
     on disk never points at a missing one.
     """
     import tempfile
-
-    from edgeai.errors import WriteError
-    from edgeai.onnxfile import file_size, io_specs, move_onnx, opset, save_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     report = None
@@ -338,11 +331,7 @@ def _validate(onnx_path: Path, source: Any, specs: Sequence[TensorSpec], atol: f
               dims: dict[str, int]) -> Any:
     """The ParityReport at ``dims``, or ``(reason, fix)`` when the file does not load, run, or match."""
     from edgeai.exporters.torch_onnx import quiet
-    from edgeai.parity import Tolerance, compare
-    from edgeai.runtimes import load
-    from edgeai.runtimes.base import Model
     from edgeai.runtimes.torch import TorchRuntime
-    from edgeai.specs import make_inputs
 
     reference = Model(TorchRuntime(source))
     feeds = [make_inputs(specs, dims, seed=100 + i) for i in range(2)]

@@ -8,6 +8,24 @@ accuracy-aware search over those). No mode hands out a file that failed its pari
 
 from __future__ import annotations
 
+from edgeai.atomic import atomic_path
+from edgeai.onnxfile import (
+    graph_precision,
+    io_specs,
+    load_proto,
+    read_metadata,
+    save_onnx,
+    write_metadata,
+)
+from edgeai.quantization.measure import (
+    default_tolerance,
+    latencies,
+    load_on,
+    parity_on,
+    quiet_ort_quantization,
+    timing_feed,
+)
+
 __all__ = ["quantize", "QuantizeResult", "ToleranceNotMet", "MODES", "model_size", "run_mode"]
 
 import os
@@ -51,8 +69,6 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
             (``ToleranceNotMet``, exit code 1; no file is written).
         InputMismatchError: calibration or evaluation data do not match the model's inputs.
     """
-    from edgeai.onnxfile import graph_precision, io_specs, load_proto, read_metadata
-
     if mode not in MODES:
         raise QuantizationError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     src, dst = Path(src), Path(dst)
@@ -81,17 +97,6 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
                   device: str, tolerance: Any, eval_inputs: Any, eval_samples: int, force: bool, latency: bool,
                   options: dict[str, Any]) -> QuantizeResult:
     import onnx
-
-    from edgeai.atomic import atomic_path
-    from edgeai.onnxfile import save_onnx, write_metadata
-    from edgeai.quantization.measure import (
-        default_tolerance,
-        latencies,
-        load_on,
-        parity_on,
-        quiet_ort_quantization,
-        timing_feed,
-    )
 
     t0 = time.perf_counter()
     notes: list[str] = []

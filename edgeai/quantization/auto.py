@@ -23,8 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.atomic import atomic_path
+from edgeai.cpu import cpu_info
+from edgeai.errors import EdgeAIError, QuantizationError, ToleranceNotMet
 from edgeai.feeds import evaluation_feeds
+from edgeai.onnxfile import load_proto, read_metadata, save_onnx, write_metadata
+from edgeai.progress import progress
+from edgeai.quantization.calibration import collect_samples
+from edgeai.quantization.measure import (
+    default_tolerance,
+    latencies,
+    load_on,
+    parity_on,
+    quiet_ort_quantization,
+    timing_feed,
+)
+from edgeai.quantization.modes import QuantizeResult, model_size, run_mode
+from edgeai.quantization.sensitivity import compute_nodes, rank_sensitive_nodes
+from edgeai.quantization.static import preprocess
+from edgeai.runtimes import parse_device
 
 
 @dataclass
@@ -105,21 +122,6 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
             message has the best result reached); nothing is written unless ``force``.
     """
     import importlib.util
-
-    from edgeai.cpu import cpu_info
-    from edgeai.errors import ToleranceNotMet
-    from edgeai.onnxfile import load_proto, read_metadata
-    from edgeai.quantization.calibration import collect_samples
-    from edgeai.quantization.measure import (
-        default_tolerance,
-        latencies,
-        load_on,
-        timing_feed,
-    )
-    from edgeai.quantization.modes import QuantizeResult, model_size
-    from edgeai.quantization.static import preprocess
-    from edgeai.report import progress
-    from edgeai.runtimes import parse_device
 
     if unknown:
         raise QuantizationError(f"unknown option(s) for auto: {sorted(unknown)}; auto chooses per_channel, "
@@ -217,9 +219,6 @@ class _Search:
         self.log: list[str] = []
 
     def run(self, cand: Candidate, excluded: tuple[str, ...] = ()) -> Candidate:
-        from edgeai.quantization.measure import load_on, parity_on, quiet_ort_quantization
-        from edgeai.quantization.modes import run_mode
-
         self.trials += 1
         cand.path = self.work / f"{self.trials:03d}-{cand.name}.onnx"
         options = dict(cand.options, nodes_to_exclude=list(excluded))
@@ -238,9 +237,6 @@ class _Search:
 
     def exclude_sensitive(self, base: Candidate, max_fraction: float, n_samples: int) -> Candidate:
         """Keep the fewest top-ranked sensitive tensors of ``base`` in float until parity passes."""
-        from edgeai.quantization.sensitivity import compute_nodes, rank_sensitive_nodes
-        from edgeai.report import progress
-
         ranking_model = base.path
         if base.mode != "static":  # the QDQ debug tooling reads onnxruntime's QDQ naming
             probe = self.run(Candidate("sensitivity-probe", "static", {"per_channel": True}))
@@ -312,10 +308,6 @@ def _write(model_path: Path, dst: Path, meta: dict[str, Any], parity: Any, refer
            evals: list[dict], tol: Any) -> Any:
     """Write ``model_path`` to ``dst`` atomically with the search's record in its metadata."""
     import onnx
-
-    from edgeai.atomic import atomic_path
-    from edgeai.onnxfile import save_onnx, write_metadata
-    from edgeai.quantization.measure import load_on, parity_on
 
     if parity is None:  # the FP32 graph: its parity on the target device, for the record
         parity = parity_on(reference, load_on(model_path, device, "FP32"), evals, tol, "FP32")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeai.cpu import cpu_info
 from edgeai.errors import QuantizationError
 
 
@@ -13,8 +14,6 @@ def quantize_dynamic(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                      nodes_to_exclude: list[str] | None = None, op_types: list[str] | None = None) -> dict:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
-
-    from edgeai.cpu import cpu_info
 
     notes = []
     if reduce_range is None:

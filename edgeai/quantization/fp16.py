@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.errors import QuantizationError
+from edgeai.onnxfile import save_onnx
 
 FP16_UNSAFE_OPS = (
     "LayerNormalization", "GroupNormalization", "InstanceNormalization", "LpNormalization",
@@ -75,7 +76,6 @@ def convert_fp16(src: Path, dst: Path, specs: list[Any], calibration: Any = None
         if present & set(block) else []
     if clamped:
         notes.append(f"{len(clamped)} weight value(s) outside the FP16 range were clamped, e.g. {clamped[0]}")
-    from edgeai.onnxfile import save_onnx
 
     save_onnx(converted, dst)
     return {"keep_io_types": keep_io_types, "blocked_ops_present": sorted(present & set(block)),

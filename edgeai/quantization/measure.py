@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeai.bench import bench_matrix
 from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.parity import Tolerance, compare
+from edgeai.runtimes import load
 
 
 def default_tolerance(precision: str, task: str | None = None) -> Any:
@@ -26,8 +29,6 @@ def default_tolerance(precision: str, task: str | None = None) -> Any:
     """
     from dataclasses import replace
 
-    from edgeai.parity import Tolerance
-
     tol = Tolerance.for_precision(precision)
     if task and "classification" not in task:
         tol = replace(tol, min_top1=None)
@@ -36,8 +37,6 @@ def default_tolerance(precision: str, task: str | None = None) -> Any:
 
 def load_on(path: Path, device: str, what: str) -> Any:
     """Load a candidate on the target device; failing to compile or run there is a QuantizationError."""
-    from edgeai.runtimes import load
-
     try:
         return load(path, device)
     except EdgeAIError as e:
@@ -46,8 +45,6 @@ def load_on(path: Path, device: str, what: str) -> Any:
 
 def parity_on(reference: Any, candidate: Any, feeds: list[dict], tolerance: Any, what: str) -> Any:
     """``edgeai.compare`` of a loaded candidate against the loaded FP32 reference."""
-    from edgeai.parity import compare
-
     try:
         return compare(reference, candidate, feeds, tolerance=tolerance)
     except EdgeAIError as e:
@@ -66,8 +63,6 @@ def latencies(models: Sequence[tuple[str, Any]], feed: dict[str, np.ndarray], *,
     Uses :func:`edgeai.bench.bench_matrix`: every round runs every model in turn, so load on the
     machine hits all of them alike, and the speedup is the median of per-round p50 ratios.
     """
-    from edgeai.bench import bench_matrix
-
     result = bench_matrix(list(models), (1,), warmup=warmup, iterations=iterations, rounds=rounds,
                           baseline=models[0][0], inputs=feed)
     out: dict[str, dict[str, float | None]] = {}

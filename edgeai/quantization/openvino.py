@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.onnxfile import read_metadata, save_onnx
+from edgeai.progress import is_quiet
+from edgeai.quantization.calibration import collect_samples
 
 TRANSFORMER_FAMILIES = {"transformer", "bert", "roberta", "distilbert", "gpt2", "t5", "vit", "whisper", "llama"}
 _NORM_OPS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
@@ -37,8 +40,6 @@ def is_transformer(model: Any) -> tuple[bool, str]:
     ReduceMean + Pow/Mul, as older exporters write it).
     """
     from collections import Counter
-
-    from edgeai.onnxfile import read_metadata
 
     family = str(read_metadata(model).get("family") or "").lower()
     if family:
@@ -57,8 +58,6 @@ def _quiet_nncf() -> Iterator[None]:
     """NNCF prints rich progress bars to stdout: send them to stderr on a terminal, else nowhere,
     so ``--json`` output stays parseable; its INFO log goes quiet for the call."""
     import nncf
-
-    from edgeai.progress import is_quiet
 
     target = sys.stderr if sys.stderr.isatty() and not is_quiet() else open(os.devnull, "w")  # noqa: SIM115
     level = logging.getLogger("nncf").level
@@ -93,7 +92,6 @@ def quantize_openvino(src: Path, dst: Path, specs: list[Any], calibration: Any =
     except ImportError as e:
         raise QuantizationError(f"mode openvino-int8 needs NNCF ({e.name} is not installed): "
                                 "pip install edgeai[nncf]") from e
-    from edgeai.quantization.calibration import collect_samples
 
     notes = []
     model = onnx.load(str(src))
@@ -125,7 +123,6 @@ def quantize_openvino(src: Path, dst: Path, specs: list[Any], calibration: Any =
         raise
     except Exception as e:
         raise QuantizationError(f"nncf.quantize failed on {src}: {type(e).__name__}: {str(e)[:300]}") from e
-    from edgeai.onnxfile import save_onnx
 
     save_onnx(quantized, dst)
     return {"engine": f"nncf {nncf.__version__} (ONNX backend, QDQ output)", "model_type": model_type,

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeai.quantization.measure import quiet_ort_quantization
+
 # Nodes whose INT8 kernels carry the speedup; excluding more than a share of them defeats INT8.
 COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "MultiHeadAttention", "LSTM", "GRU"}
 
@@ -86,8 +88,6 @@ def rank_sensitive_nodes(float_model: Path, qdq_model: Path, feeds: Sequence[dic
         create_weight_matching,
         modify_model_output_intermediate_tensors,
     )
-
-    from edgeai.quantization.measure import quiet_ort_quantization
 
     with quiet_ort_quantization():
         float_aug, qdq_aug = work / "sensitivity.float.onnx", work / "sensitivity.qdq.onnx"

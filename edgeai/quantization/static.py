@@ -6,7 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgeai.cpu import cpu_info
 from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.quantization.calibration import collect_samples
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -28,8 +30,6 @@ def _reader(samples: list[dict]) -> Any:
 
 
 def calibration_samples(calibration: Any, specs: list[Any], limit: int) -> list[dict]:
-    from edgeai.quantization.calibration import collect_samples
-
     return collect_samples(calibration, specs, limit)
 
 
@@ -68,8 +68,6 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
                     calibration_data: list[dict] | None = None) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
-
-    from edgeai.cpu import cpu_info
 
     if calibrate_method not in METHODS:
         raise QuantizationError(f"unknown calibration method {calibrate_method!r}; use one of {', '.join(METHODS)}")

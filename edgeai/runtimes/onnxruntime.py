@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgeai.cpu import cpu_info
+from edgeai.devices import devices
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
 from edgeai.onnxfile import graph_precision, io_specs, load_proto
 from edgeai.runtimes.base import RuntimeInfo
@@ -47,8 +49,6 @@ def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLi
     """
 
     from onnx import TensorProto
-
-    from edgeai.cpu import cpu_info
 
     if any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer):
         return None, "off: the model keeps its weights in external data"
@@ -91,8 +91,6 @@ class OnnxRuntimeRuntime:
         wanted = PROVIDERS[target]
         if wanted not in ort.get_available_providers():
             if not fallback:
-                from edgeai.runtimes import devices
-
                 raise DeviceUnavailableError(
                     f"device {device!r} needs {wanted}, which this onnxruntime build does not have "
                     f"(onnxruntime {ort.__version__}, providers {ort.get_available_providers()}). Devices here: "

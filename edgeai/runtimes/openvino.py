@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from edgeai.devices import devices
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
 from edgeai.onnxfile import graph_precision, io_specs, load_proto
 from edgeai.runtimes.base import RuntimeInfo
-from edgeai.specs import TensorSpec
+from edgeai.specs import TensorSpec, check_sample_size
 
 _PRECISION = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
@@ -104,8 +105,6 @@ class OpenVINORuntime:
         base = target.split(".")[0]
         available = available_targets()
         if base not in ("AUTO", "MULTI", "HETERO") and not any(d.split(".")[0] == base for d in available):
-            from edgeai.runtimes import devices
-
             raise DeviceUnavailableError(f"OpenVINO has no {base} device on this machine (OpenVINO {ov.__version__} "
                                          f"sees {available}). Devices here: {devices()}.")
         proto = load_proto(path)
@@ -119,8 +118,6 @@ class OpenVINORuntime:
 
         self._static = plan_static_shapes(self.inputs, static_shapes, static_only=base == "NPU")
         if self._static:
-            from edgeai.specs import check_sample_size
-
             # Compiling allocates buffers for the static shapes: refuse absurd ones before it does.
             check_sample_size([s.with_shape(shape) for s in self.inputs for n, shape in self._static.items()
                                if s.name == n], what=f"static shapes {self._static}")

@@ -10,7 +10,8 @@ import torch
 
 from edgeai.errors import EdgeAIError
 from edgeai.runtimes.base import RuntimeInfo
-from edgeai.specs import TensorSpec
+from edgeai.sources import resolve
+from edgeai.specs import TensorSpec, make_inputs
 
 
 def flatten_outputs(out: Any) -> list[Any]:
@@ -33,8 +34,6 @@ class TorchRuntime:
 
     def __init__(self, source: Any, device: str = "torch", *, threads: int | None = None,
                  precision: str = "f32", fallback: bool = False, **unknown: Any):
-        from edgeai.sources import resolve
-
         if unknown:
             raise EdgeAIError(f"unknown option(s) for the torch runtime: {sorted(unknown)}; known: threads")
         if precision not in ("f32", "auto"):
@@ -50,8 +49,6 @@ class TorchRuntime:
         names = self.source.output_names
         if not names:
             # Run once on sample inputs to learn how many outputs there are.
-            from edgeai.specs import make_inputs
-
             n = len(self._forward(make_inputs(self.inputs)))
             names = ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
         self.outputs = [TensorSpec(n, (), "float32") for n in names]
