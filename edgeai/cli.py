@@ -223,22 +223,9 @@ def quantize(
 def _read_feeds(items: list[str] | None) -> dict[str, Any] | None:
     if not items:
         return None
-    import numpy as np
+    from edgeai.feeds import read_named_arrays
 
-    feeds = {}
-    for item in items:
-        name, sep, file = item.partition("=")
-        if not sep or not file:
-            raise EdgeAIError(f"bad --input {item!r}; expected NAME=file.npy")
-        if name in feeds:
-            raise EdgeAIError(f"--input {name}=... is given twice; give each input once")
-        if not Path(file).exists():
-            raise EdgeAIError(f"input file not found: {file}")
-        try:
-            feeds[name] = np.load(file, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise EdgeAIError(f"cannot read {file} as a .npy array: {e}") from e
-    return feeds
+    return read_named_arrays(items)
 
 
 def _refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o") -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from edgeai._version import __version__
 from edgeai.atomic import write_text
-from edgeai.bench import bench_matrix
+from edgeai.bench import MatrixResult, bench_matrix
 from edgeai.bundle import (
     FORMAT,
     MANIFEST,
@@ -32,12 +32,12 @@ from edgeai.bundle import (
 )
 from edgeai.cpu import cpu_info
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, ParityError, QuantizationError
-from edgeai.exporters import export
+from edgeai.exporters import ExportResult, export
 from edgeai.feeds import Feeds, evaluation_feeds
 from edgeai.onnxfile import copy_onnx_file, data_file, graph_precision, io_specs, load_proto
-from edgeai.parity import Tolerance, compare
+from edgeai.parity import ParityReport, Tolerance, compare
 from edgeai.quantization import MODES as QMODES
-from edgeai.quantization import ToleranceNotMet, quantize
+from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
 from edgeai.registry import module_available
 from edgeai.report import latency_plot, progress, report_markdown, to_json
 from edgeai.runtimes import devices as available
@@ -62,10 +62,10 @@ class DeployResult:
     passed: bool
     time_s: float
     notes: tuple[str, ...] = ()
-    export: Any = None  # ExportResult (None for an .onnx source)
-    quantizations: tuple[Any, ...] = ()  # QuantizeResults
-    parity: tuple[Any, ...] = field(default=(), repr=False)  # ParityReports, one per (variant, device)
-    bench: Any = field(default=None, repr=False)  # MatrixResult
+    export: ExportResult | None = None  # None for an .onnx source
+    quantizations: tuple[QuantizeResult, ...] = ()
+    parity: tuple[ParityReport, ...] = field(default=(), repr=False)  # one per (variant, device)
+    bench: MatrixResult | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "passed": self.passed, "time_s": round(self.time_s, 2),
@@ -272,14 +272,14 @@ class _Pipeline:
 
     def __init__(self, source: Any, work: Path, devices: list[str], mode: str, step: Any):
         self.source, self.work, self.devices, self.mode, self.step = source, work, devices, mode, step
-        self.exported: Any = None
+        self.exported: ExportResult | None = None
         self.quantized: list[Any] = []
         self.variants: list[dict[str, Any]] = []  # manifest entries, fp32 first
         self.reports: list[Any] = []
         self.models: dict[tuple[str, str], Any] = {}
         self.defaults: dict[str, str] = {}
         self.notes: list[str] = []
-        self.matrix: Any = None
+        self.matrix: MatrixResult | None = None
         self.name: str | None = None
         self.excused: set[tuple[str, str]] = set()  # failed checks replaced by FP32 (fallback_fp32)
 

@@ -86,8 +86,8 @@ class GenerationResult:
 class GenerativeModel:
     """A loaded decoder (and, for encoder-decoders, its encoder) plus the file's generation metadata."""
 
-    decoder: Any
-    encoder: Any = None
+    decoder: Model
+    encoder: Model | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -402,8 +402,8 @@ class GenerationBench:
     prompt_len: int
     new_tokens: int
     rounds: int
-    time_to_first_token: Any  # LatencyStats over rounds
-    step_latency: Any  # LatencyStats over every decode step (after the first token) of every round
+    time_to_first_token: LatencyStats  # over rounds
+    step_latency: LatencyStats  # over every decode step (after the first token) of every round
     tokens_per_s: float  # median decode rate over rounds
     use_cache: bool
     runtime: dict[str, Any]

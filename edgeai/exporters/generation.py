@@ -36,6 +36,7 @@ import torch
 from edgeai import zoo
 from edgeai.atomic import atomic_path
 from edgeai.errors import EdgeAIError, ExportError, ModelLoadError
+from edgeai.exporters.validated import ExportResult
 from edgeai.exporters.validated import export_graph as export
 from edgeai.hf_tasks import TaskWrapper
 from edgeai.onnxfile import load_proto, save_onnx, write_metadata
@@ -294,8 +295,8 @@ class Seq2SeqExportResult:
     """
 
     path: Path
-    encoder: Any
-    decoder: Any
+    encoder: ExportResult
+    decoder: ExportResult
     config: dict[str, Any] = field(default_factory=dict)
 
     @property

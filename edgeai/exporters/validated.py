@@ -21,7 +21,7 @@ from edgeai._version import __version__
 from edgeai.errors import EdgeAIError, ExportError, ExportValidationError, WriteError
 from edgeai.onnxfile import file_size, io_specs, move_onnx, opset, save_onnx, write_metadata
 from edgeai.onnxfile import opset as written_opset
-from edgeai.parity import Tolerance, compare
+from edgeai.parity import ParityReport, Tolerance, compare
 from edgeai.registry import import_attr
 from edgeai.runtimes import load
 from edgeai.runtimes.base import Model
@@ -49,7 +49,7 @@ class ExportResult:
     opset: int | None
     export_time_s: float
     size_bytes: int
-    validation: Any = None  # ParityReport at unseen shapes, or None with validate=False
+    validation: ParityReport | None = None  # at unseen shapes; None with validate=False
     validation_dims: dict[str, int] = field(default_factory=dict)
     attempts: tuple[str, ...] = ()  # what was tried before the exporter that worked
 
