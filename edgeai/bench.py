@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeai.devices import devices as available_devices
+from edgeai.device_strings import devices as available_devices
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
 from edgeai.machine import (
     current_rss_mb,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai._version import __version__
-from edgeai.devices import DeviceRequest, parse_device, precision_rank
+from edgeai.device_strings import DeviceRequest, parse_device, precision_rank
 from edgeai.errors import DeviceUnavailableError, ModelLoadError
 from edgeai.onnxfile import describe_file
 from edgeai.specs import TensorSpec

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeai.devices import precision_rank
+from edgeai.device_strings import precision_rank
 from edgeai.errors import InputMismatchError, ModelLoadError, ParityError
 from edgeai.feeds import resolve_feeds
 from edgeai.layerwise import Localization, localize, onnx_source

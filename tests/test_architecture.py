@@ -90,3 +90,15 @@ def test_every_submodule_imports_without_heavy_libraries():
         if loaded - BOUNDARY.get(name, set()):
             wrong[name] = sorted(loaded)
     assert not wrong, wrong
+
+
+def test_public_names_survive_importing_every_submodule():
+    """A submodule named like a public function (``edgeai.devices``) would replace it on the package
+    once imported; every public name must still be what ``edgeai.__init__`` promises."""
+    code = ("import importlib, sys, types, edgeai\n"
+            f"for m in {_modules()!r}: importlib.import_module(m)\n"
+            "bad = [n for n in edgeai.__all__ if isinstance(getattr(edgeai, n), types.ModuleType)]\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"public names shadowed by a submodule: {out.stdout.strip()}"

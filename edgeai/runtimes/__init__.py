@@ -1,5 +1,5 @@
 """Engines behind one :class:`Model`: ``load(path, device)``. Adding an engine is one module here and
-one line in :data:`edgeai.devices.ENGINES`. Device strings are parsed in :mod:`edgeai.devices`.
+one line in :data:`edgeai.device_strings.ENGINES`. Device strings are parsed in :mod:`edgeai.device_strings`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import warnings
 from typing import Any
 
 from edgeai.bundle import Bundle, is_bundle
-from edgeai.devices import (
+from edgeai.device_strings import (
     ENGINES,
     DeviceRequest,
     best_device,

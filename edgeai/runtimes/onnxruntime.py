@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeai.cpu import cpu_info
-from edgeai.devices import devices
+from edgeai.device_strings import devices
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
 from edgeai.onnxfile import graph_precision, io_specs, load_proto
 from edgeai.runtimes.base import RuntimeInfo

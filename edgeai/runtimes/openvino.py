@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from edgeai.devices import devices
+from edgeai.device_strings import devices
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
 from edgeai.onnxfile import graph_precision, io_specs, load_proto
 from edgeai.runtimes.base import RuntimeInfo
