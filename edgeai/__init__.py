@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from edgeai._version import __version__
+__version__ = "0.1.0"  # set before any submodule runs: they read it as `from edgeai import __version__`
 
 # public name -> module that defines it; resolved on first access (PEP 562).
 _LAZY = {

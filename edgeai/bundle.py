@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeai._version import __version__
+from edgeai import __version__
 from edgeai.device_strings import DeviceRequest, parse_device, precision_rank
 from edgeai.errors import DeviceUnavailableError, ModelLoadError
 from edgeai.onnxfile import describe_file

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeai._version import __version__
+from edgeai import __version__
 from edgeai.atomic import write_text
 from edgeai.bench import MatrixResult, bench_matrix
 from edgeai.bundle import (

@@ -8,7 +8,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from edgeai._version import __version__
+from edgeai import __version__
 from edgeai.cpu import cpu_info
 
 

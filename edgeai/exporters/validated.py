@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeai._version import __version__
+from edgeai import __version__
 from edgeai.errors import EdgeAIError, ExportError, ExportValidationError, WriteError
 from edgeai.onnxfile import file_size, io_specs, move_onnx, opset, save_onnx, write_metadata
 from edgeai.onnxfile import opset as written_opset
