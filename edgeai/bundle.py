@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeai.errors import DeviceUnavailableError, ModelLoadError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError, ModelLoadError
 from edgeai.specs import TensorSpec
 
 MANIFEST = "manifest.json"
@@ -338,3 +338,24 @@ def report_markdown(manifest: Mapping[str, Any], with_plot: bool = True) -> str:
         parts += ["## Notes", "", *[f"- {n}" for n in manifest["notes"]], ""]
     parts += [f"Verdict: {'every check passed' if manifest['passed'] else 'a check FAILED (written with --force)'}.", ""]
     return "\n".join(parts)
+
+
+def read_labels(labels: str | None) -> list[str] | None:
+    """Class labels: a text file with one label per line, or a comma-separated list."""
+    if not labels:
+        return None
+    path = Path(labels)
+    if path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [t.strip() for t in labels.split(",")]
+
+
+def read_json_option(text: str | None, option: str) -> Any:
+    """A JSON object given inline or as a .json file path (``--preprocessing``)."""
+    if not text:
+        return None
+    path = Path(text)
+    try:
+        return json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    except ValueError as e:
+        raise EdgeAIError(f"{option} takes a JSON object or a .json file; could not parse {text!r}: {e}") from None

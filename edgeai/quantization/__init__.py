@@ -141,18 +141,18 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
     from edgeai.atomic import atomic_path, save_onnx
     from edgeai.onnxfile import write_metadata
     from edgeai.quantization.measure import (
-        default_tolerance,
         eval_feeds,
         latencies,
         load_on,
         parity_on,
         quiet_ort_quantization,
+        resolve_tolerance,
         timing_feed,
     )
 
     t0 = time.perf_counter()
     notes: list[str] = []
-    tol = tolerance or default_tolerance("f16" if mode == "fp16" else "int8", task)
+    tol = resolve_tolerance(tolerance, "f16" if mode == "fp16" else "int8", task)
     evals, note = eval_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
     notes += [note] if note else []
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:

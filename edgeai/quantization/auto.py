@@ -110,10 +110,10 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
     from edgeai.quantization import QuantizeResult, ToleranceNotMet, model_size
     from edgeai.quantization.calibration import collect_samples
     from edgeai.quantization.measure import (
-        default_tolerance,
         eval_feeds,
         latencies,
         load_on,
+        resolve_tolerance,
         timing_feed,
     )
     from edgeai.quantization.static import preprocess
@@ -130,7 +130,7 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         raise QuantizationError("auto measures ONNX models on an ONNX engine; use a device like cpu or openvino:CPU")
     cpu = cpu_info()
     task = read_metadata(load_proto(src)).get("task")
-    tol = tolerance or default_tolerance("int8", task)
+    tol = resolve_tolerance(tolerance, "int8", task)
     configs, why = candidate_configs(cpu, engine, importlib.util.find_spec("nncf") is not None)
     if candidates is not None:
         unknown = sorted(set(candidates) - {c.name for c in configs})

@@ -34,6 +34,14 @@ def default_tolerance(precision: str, task: str | None = None) -> Any:
     return tol
 
 
+def resolve_tolerance(tolerance: Any, precision: str, task: str | None = None) -> Any:
+    """A Tolerance is used as given; a dict of limits (``{"min_cosine": 0.99}``) overrides only those
+    limits on the default for ``precision`` and ``task``; None is the default."""
+    if tolerance is None or isinstance(tolerance, dict):
+        return default_tolerance(precision, task).with_overrides(**(tolerance or {}))
+    return tolerance
+
+
 def eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> tuple[list[dict], str | None]:
     """Parity inputs: ``eval_inputs``, else the first ``n`` calibration samples, else random ones.
 
@@ -46,9 +54,9 @@ def eval_feeds(eval_inputs: Any, calibration: Any, specs: list[Any], n: int) -> 
         return list(load_samples(eval_inputs, specs, limit=n)), None
     if calibration is not None and not is_random(calibration):
         return list(load_samples(calibration, specs, limit=n)), \
-            "parity measured on calibration samples (pass eval_inputs / --eval for held-out data)"
+            "parity measured on calibration samples (pass eval_inputs / --data for held-out data)"
     feeds = [make_inputs(specs, {"batch": 2}, seed=500 + i) for i in range(n)]
-    return feeds, "parity measured on random inputs (pass eval_inputs / --eval for real data)"
+    return feeds, "parity measured on random inputs (pass eval_inputs / --data for real data)"
 
 
 def load_on(path: Path, device: str, what: str) -> Any:
