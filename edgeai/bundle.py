@@ -21,7 +21,7 @@ from typing import Any
 
 from edgeai import __version__
 from edgeai.device_strings import DeviceRequest, parse_device, precision_rank
-from edgeai.errors import DeviceUnavailableError, ModelLoadError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError, ModelLoadError
 from edgeai.onnxfile import describe_file
 from edgeai.specs import TensorSpec
 
@@ -239,3 +239,24 @@ def describe_bundle(path: str | os.PathLike) -> dict[str, Any]:
 def describe_path(path: str | os.PathLike) -> dict[str, Any]:
     """``edgeai info PATH``: a bundle folder's manifest and integrity, or an ONNX file's description."""
     return describe_bundle(path) if is_bundle(path) else describe_file(path)
+
+
+def read_labels(labels: str | None) -> list[str] | None:
+    """Class labels: a text file with one label per line, or a comma-separated list."""
+    if not labels:
+        return None
+    path = Path(labels)
+    if path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [t.strip() for t in labels.split(",")]
+
+
+def read_json_option(text: str | None, option: str) -> Any:
+    """A JSON object given inline or as a .json file path (``--preprocessing``)."""
+    if not text:
+        return None
+    path = Path(text)
+    try:
+        return json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    except ValueError as e:
+        raise EdgeAIError(f"{option} takes a JSON object or a .json file; could not parse {text!r}: {e}") from None

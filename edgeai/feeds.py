@@ -138,9 +138,9 @@ def evaluation_feeds(eval_inputs: Any, calibration: Any, specs: Sequence[TensorS
     if calibration is not None and not is_random(calibration):
         return Feeds(tuple(load_samples(calibration, specs, limit=n)), f"calibration data {_label(calibration)}",
                      "calibration",
-                     "parity measured on calibration samples (pass eval_inputs / --eval for held-out data)")
+                     "parity measured on calibration samples (pass eval_inputs / --data for held-out data)")
     return Feeds(tuple(random_feeds(specs, n, seed=EVAL_SEED)), f"random inputs (batch 2, seed {EVAL_SEED})",
-                 "random", "parity measured on random inputs (pass eval_inputs / --eval for real data)")
+                 "random", "parity measured on random inputs (pass eval_inputs / --data for real data)")
 
 
 def read_named_arrays(items: Iterable[str]) -> dict[str, np.ndarray]:

@@ -455,3 +455,14 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         raise ModelLoadError(f"no tokenizer could be loaded from {folder}: {type(e).__name__}: "
                              f"{str(e).strip().splitlines()[0][:300]}") from e
 
+
+
+def parse_token_ids(text: str) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3] (``--prompt-ids``)."""
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise EdgeAIError(f"bad --prompt-ids {text!r}; expected comma-separated token ids like 1,2,3") from None
+    if not ids:
+        raise EdgeAIError("--prompt-ids is empty; give at least one token id")
+    return ids

@@ -390,6 +390,8 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
     paths = [candidates] if isinstance(candidates, (str, os.PathLike)) else list(candidates)
     if not paths or not devices:
         raise InputMismatchError("give at least one candidate model and one device")
+    if samples is not None and samples < 1:
+        raise InputMismatchError(f"--samples must be at least 1; got {samples}")
     if layerwise and not _is_onnx(reference):
         raise InputMismatchError(f"--layerwise compares intermediate tensors of two ONNX graphs; the reference "
                                  f"{reference!r} is not an .onnx file. Pass the FP32 export as --reference")

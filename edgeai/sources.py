@@ -235,7 +235,7 @@ def _from_module(module: Any, examples: Any, inputs: Sequence[TensorSpec] | None
         if inputs:
             if len(inputs) != len(arrays):
                 raise ModelLoadError(f"{desc}: {len(arrays)} example inputs but {len(inputs)} input specs; give one "
-                                     "--input per example tensor, in forward order")
+                                     "--input-spec per example tensor, in forward order")
             # The specs name the inputs; examples are matched to them by position.
             arrays = {s.name: a for s, a in zip(inputs, arrays.values(), strict=True)}
             specs = list(inputs)
@@ -243,7 +243,7 @@ def _from_module(module: Any, examples: Any, inputs: Sequence[TensorSpec] | None
                            desc)
     if not inputs:
         raise ModelLoadError(f"{desc}: no example inputs and no input specs; return (module, example_inputs) from "
-                             "the factory, or give --input NAME:1x3x224x224:float32")
+                             "the factory, or give --input-spec NAME:1x3x224x224:float32")
     return ModelSource(module, _with_token_ranges(inputs, vocab), getattr(module, "output_names", None), None, desc)
 
 
@@ -402,7 +402,7 @@ def _from_transformers_dir(path: Path, task: str | None, inputs: Sequence[Tensor
     wrapper = TaskWrapper(model.eval(), task)
     specs = list(inputs) if inputs else task_input_specs(task, model)
     if [s.name for s in specs] != list(wrapper.input_names):
-        raise ModelLoadError(f"{task} on {path} takes inputs {list(wrapper.input_names)} in that order; --input gave "
-                             f"{[s.name for s in specs]} (leave --input out to use the task's own specs)")
+        raise ModelLoadError(f"{task} on {path} takes inputs {list(wrapper.input_names)} in that order; --input-spec gave "
+                             f"{[s.name for s in specs]} (leave --input-spec out to use the task's own specs)")
     return ModelSource(wrapper, specs, list(wrapper.output_names), None, str(path), task,
                        getattr(model.config, "model_type", None))

@@ -1,6 +1,6 @@
 """TensorSpec: a tensor's name, shape (ints for fixed dims, strings for symbolic ones) and dtype.
 
-Also parsing of the CLI's ``--input NAME:1x3x224x224:float32`` / ``--dynamic NAME:0=batch`` and
+Also parsing of the CLI's ``--input-spec NAME:1x3x224x224:float32`` / ``--dynamic NAME:0=batch`` and
 making sample inputs of the right dtype and value range (token ids within the vocabulary, 0/1 masks).
 """
 
@@ -93,7 +93,7 @@ def parse_input_spec(text: str) -> TensorSpec:
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InputMismatchError(
-            f"bad --input {text!r}; expected NAME:DIMS[:DTYPE], e.g. pixel_values:1x3x224x224:float32")
+            f"bad --input-spec {text!r}; expected NAME:DIMS[:DTYPE], e.g. pixel_values:1x3x224x224:float32")
     dims: list[Dim] = []
     for tok in parts[1].split("x"):
         tok = tok.strip()
@@ -102,7 +102,7 @@ def parse_input_spec(text: str) -> TensorSpec:
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", tok):
             dims.append(tok)
         else:
-            raise InputMismatchError(f"bad dim {tok!r} in --input {text!r}; use integers or names, e.g. 1x3x224x224")
+            raise InputMismatchError(f"bad dim {tok!r} in --input-spec {text!r}; use integers or names, e.g. 1x3x224x224")
     return TensorSpec(parts[0], tuple(dims), parts[2] if len(parts) == 3 else "float32")
 
 

@@ -514,7 +514,7 @@ CLI_CASES = {
     "export-opset": (["export", "zoo:cnn", "-o", "{o}/e.onnx", "--opset", "999"], 2, "opset 999 does not exist"),
     "export-exporter": (["export", "zoo:cnn", "-o", "{o}/e.onnx", "--exporter", "foo"], 2, "unknown exporter"),
     "export-suffix": (["export", "zoo:cnn", "-o", "{o}/e.txt"], 2, "should end in .onnx"),
-    "export-input-syntax": (["export", "zoo:cnn", "-o", "{o}/e.onnx", "--input", "x:1xAx?"], 2, "bad dim"),
+    "export-input-syntax": (["export", "zoo:cnn", "-o", "{o}/e.onnx", "--input-spec", "x:1xAx?"], 2, "bad dim"),
     "export-dynamic-syntax": (["export", "zoo:cnn", "-o", "{o}/e.onnx", "--dynamic", "bad"], 2, "bad --dynamic"),
     "export-unknown-zoo": (["export", "zoo:nope", "-o", "{o}/e.onnx"], 2, "unknown zoo model"),
     "quantize-mode": (["quantize", "{i}/cnn.onnx", "-o", "{o}/q.onnx", "--mode", "int3"], 2, "unknown mode"),

@@ -41,7 +41,7 @@ def test_bad_inputs_exit_2_with_one_line(cli, tmp_path, zoo_onnx):
         (("run", cnn, "--input", f"pixel_values={x64}"), "expects float32"),
         (("run", cnn, "--device", "cuda"), "Devices here"),
         (("export", "zoo:nope", "-o", tmp_path / "n.onnx"), "unknown zoo model"),
-        (("export", "zoo:cnn", "-o", tmp_path / "n.onnx", "--input", "x:1xAx?"), "bad dim"),
+        (("export", "zoo:cnn", "-o", tmp_path / "n.onnx", "--input-spec", "x:1xAx?"), "bad dim"),
         (("quantize", cnn, "-o", tmp_path / "q.onnx", "--mode", "int3"), "unknown mode"),
     ]
     for args, expected in cases:
@@ -77,3 +77,27 @@ def test_bench_writes_every_format(cli, zoo_onnx, tmp_path):
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "b.csv").read_text().startswith("config,")
     assert (tmp_path / "b.md").read_text().startswith("| config")
+
+
+def test_version_and_debug_after_the_command(cli, tmp_path):
+    import edgeai
+
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"edgeai {edgeai.__version__}"
+    missing = tmp_path / "missing.onnx"
+    plain = cli("run", missing)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = cli("run", missing, "--debug")  # a global flag, accepted after the command too
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_old_option_spellings_are_hidden_aliases(cli, tmp_path):
+    """--input (export/deploy) became --input-spec, quantize --eval became --data: kept for one release."""
+    out = cli("export", "zoo:cnn", "-o", tmp_path / "m.onnx", "--input", "pixel_values:1x1x28x28:float32",
+              "--no-validate")
+    assert out.returncode == 0, out.stderr
+    assert "--input is renamed --input-spec" in out.stderr
+    assert "--input-spec" in cli("export", "--help").stdout
+    both = cli("quantize", tmp_path / "m.onnx", "-o", tmp_path / "q.onnx", "--data", "random:2", "--eval", "random:2")
+    assert both.returncode == 2 and "give only --data" in both.stderr
+    assert "--eval" not in cli("quantize", "--help").stdout

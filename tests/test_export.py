@@ -160,7 +160,7 @@ def test_forward_needing_an_argument_not_given(tmp_path):
         def forward(self, x, mask):
             return x * mask
 
-    with pytest.raises(ExportError, match=r"forward\(\) needs \['mask'\] but only \['x'\].*--input mask"):
+    with pytest.raises(ExportError, match=r"forward\(\) needs \['mask'\] but only \['x'\].*--input-spec mask"):
         edgeai.export(Two(), (torch.randn(2, 3),), tmp_path / "two.onnx")
     assert not list(tmp_path.iterdir())
 
@@ -209,7 +209,7 @@ def test_cli_input_and_dynamic_specs_end_to_end_then_info(cli, tmp_path):
     (tmp_path / "models.py").write_text(FACTORIES)
     out = tmp_path / "out" / "tagger.onnx"
     res = cli("export", f"{tmp_path / 'models.py'}:tagger", "-o", out,
-              "--input", "input_ids:1x6:int64", "--input", "attention_mask:1x6:int64",
+              "--input-spec", "input_ids:1x6:int64", "--input-spec", "attention_mask:1x6:int64",
               "--dynamic", "input_ids:0=batch,1=seq", "--dynamic", "attention_mask:0=batch,1=seq", "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -239,9 +239,9 @@ def test_cli_export_failures_exit_2_with_one_line_and_no_file(cli, tmp_path):
     out_dir.mkdir()
     cases = [
         ((f"{models}:eig",), ["linalg_eig", "no ONNX mapping", "custom translation"]),
-        ((f"{models}:two",), ["needs ['mask']", "--input mask"]),
-        (("zoo:cnn", "--input", "pixel_values:1x?x28:float32"), ["bad dim '?'", "1x3x224x224"]),
-        (("zoo:cnn", "--input", "pixel_values"), ["expected NAME:DIMS"]),
+        ((f"{models}:two",), ["needs ['mask']", "--input-spec mask"]),
+        (("zoo:cnn", "--input-spec", "pixel_values:1x?x28:float32"), ["bad dim '?'", "1x3x224x224"]),
+        (("zoo:cnn", "--input-spec", "pixel_values"), ["expected NAME:DIMS"]),
         (("zoo:cnn", "--dynamic", "pixel_values:batch"), ["expected AXIS=SYMBOL"]),
         (("no_such_pkg.models:make",), ["cannot import module 'no_such_pkg.models'", "PYTHONPATH"]),
         ((f"{tmp_path / 'missing.py'}:make",), ["source file not found", "check the path"]),

@@ -40,7 +40,7 @@ def export(model: Any, example_inputs: Any = None, path: str | os.PathLike = "mo
         exporter: ``auto`` (dynamo, then TorchScript if dynamo fails or does not validate),
             ``dynamo`` or ``torchscript``.
         validate: run the file on onnxruntime CPU against PyTorch at unseen dims.
-        inputs: input specs where the source has none (``--input`` on the CLI).
+        inputs: input specs where the source has none (``--input-spec`` on the CLI).
         task: the transformers task for a model folder (feature-extraction, fill-mask, ...).
         atol: absolute tolerance of the validation (cosine must also be >= 0.9999).
         simplify: run onnxslim over the exported graph (constant folding, dead nodes).

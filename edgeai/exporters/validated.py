@@ -113,7 +113,7 @@ def export_graph(model: Any, example_inputs: Any = None, path: str | os.PathLike
         exporter: ``auto`` (dynamo, then TorchScript if dynamo fails or does not validate),
             ``dynamo`` or ``torchscript``.
         validate: run the file on onnxruntime CPU against PyTorch at unseen dims.
-        inputs: input specs where the source has none (``--input`` on the CLI).
+        inputs: input specs where the source has none (``--input-spec`` on the CLI).
         task: the transformers task for a model folder (feature-extraction, fill-mask, ...).
         atol: absolute tolerance of the validation (cosine must also be >= 0.9999).
         simplify: run onnxslim over the exported graph (constant folding, dead nodes).
@@ -193,7 +193,7 @@ def _check_forward_takes(source: Any, specs: Sequence[TensorSpec]) -> None:
     if missing:
         given = [s.name for s in specs]
         raise ExportError(f"{source.description}: forward() needs {missing} but only {given} were given; return "
-                          f"them in the factory's example_inputs or add --input {missing[0]}:DIMS:DTYPE")
+                          f"them in the factory's example_inputs or add --input-spec {missing[0]}:DIMS:DTYPE")
 
 
 def _probe_output_names(source: Any, args: tuple[Any, ...]) -> list[str]:
@@ -209,7 +209,7 @@ def _probe_output_names(source: Any, args: tuple[Any, ...]) -> list[str]:
     except Exception as e:
         shapes = [f"{tuple(a.shape)} {str(a.dtype).replace('torch.', '')}" for a in args]
         raise ExportError(f"{source.description} fails in PyTorch on sample inputs {shapes} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:300]}); check the --input shapes and dtypes, or give "
+                          f"{str(e).splitlines()[0][:300]}); check the --input-spec shapes and dtypes, or give "
                           "example inputs") from e
     return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
 
@@ -248,14 +248,14 @@ def _explain(e: Exception, log: str) -> tuple[str, str]:
     everything = " ".join(str(c) for c in causes) + log
     fix = ""
     if "missing" in everything and "required positional argument" in everything:
-        fix = "the forward needs an input that was not given; pass it in example_inputs or with --input"
+        fix = "the forward needs an input that was not given; pass it in example_inputs or with --input-spec"
     elif any(k in everything for k in ("is not supported", "No decomposition", "No ONNX function found",
                                        "Unsupported", "not implemented", "UnsupportedOperator")):
         fix = ("an operator has no ONNX mapping: replace it with supported ops in the model, register a custom "
                "translation (torch.onnx.export custom_translation_table), or try a newer --opset")
     elif "Constraints violated" in everything or "specialized" in everything:
         fix = ("the model fixes a dim that was marked dynamic (e.g. a reshape to a constant); give that dim a fixed "
-               "size with --input, or remove it from --dynamic")
+               "size with --input-spec, or remove it from --dynamic")
     return cause, fix
 
 

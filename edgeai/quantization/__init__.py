@@ -18,11 +18,11 @@ from edgeai.onnxfile import (
     write_metadata,
 )
 from edgeai.quantization.measure import (
-    default_tolerance,
     latencies,
     load_on,
     parity_on,
     quiet_ort_quantization,
+    resolve_tolerance,
     timing_feed,
 )
 
@@ -100,7 +100,7 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
 
     t0 = time.perf_counter()
     notes: list[str] = []
-    tol = tolerance or default_tolerance("f16" if mode == "fp16" else "int8", task)
+    tol = resolve_tolerance(tolerance, "f16" if mode == "fp16" else "int8", task)
     evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
     notes += [evals.note] if evals.note else []
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:

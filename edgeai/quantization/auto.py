@@ -31,11 +31,11 @@ from edgeai.onnxfile import load_proto, read_metadata, save_onnx, write_metadata
 from edgeai.progress import progress
 from edgeai.quantization.calibration import collect_samples
 from edgeai.quantization.measure import (
-    default_tolerance,
     latencies,
     load_on,
     parity_on,
     quiet_ort_quantization,
+    resolve_tolerance,
     timing_feed,
 )
 from edgeai.quantization.modes import QuantizeResult, model_size, run_mode
@@ -133,7 +133,7 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         raise QuantizationError("auto measures ONNX models on an ONNX engine; use a device like cpu or openvino:CPU")
     cpu = cpu_info()
     task = read_metadata(load_proto(src)).get("task")
-    tol = tolerance or default_tolerance("int8", task)
+    tol = resolve_tolerance(tolerance, "int8", task)
     configs, why = candidate_configs(cpu, engine, importlib.util.find_spec("nncf") is not None)
     if candidates is not None:
         unknown = sorted(set(candidates) - {c.name for c in configs})

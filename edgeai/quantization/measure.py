@@ -35,6 +35,14 @@ def default_tolerance(precision: str, task: str | None = None) -> Any:
     return tol
 
 
+def resolve_tolerance(tolerance: Any, precision: str, task: str | None = None) -> Any:
+    """A Tolerance is used as given; a dict of limits (``{"min_cosine": 0.99}``) overrides only those
+    limits on the default for ``precision`` and ``task``; None is the default."""
+    if tolerance is None or isinstance(tolerance, dict):
+        return default_tolerance(precision, task).with_overrides(**(tolerance or {}))
+    return tolerance
+
+
 def load_on(path: Path, device: str, what: str) -> Any:
     """Load a candidate on the target device; failing to compile or run there is a QuantizationError."""
     try:

@@ -1,0 +1,12 @@
+"""The ``edgeai`` command line: one module per command; each parses options, makes one deferred
+import of the API it calls, calls it, and renders the result through ``edgeai.summaries``.
+
+Exit codes: 0 success, 1 a failed check (parity out of tolerance), 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+from edgeai.cli import bench, check, demo, deploy, devices, export, generate, info, quantize, run  # noqa: F401
+from edgeai.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,92 @@
+"""Option declarations shared by the commands: one flag for one concept, everywhere.
+
+- ``--data``: held-out inputs a verdict rests on (a .npz, a folder of .npy/.npz, pkg.mod:fn, or
+  random:N). ``quantize --eval`` is its old spelling, kept hidden for one release.
+- ``--calib``: calibration inputs, same forms.
+- ``--input-spec NAME:DIMS[:DTYPE]``: declare an input of a source that has no specs (``export``,
+  ``deploy``); ``--input`` is its old spelling there, kept hidden for one release. In ``run``,
+  ``--input NAME=file.npy`` gives one input's values.
+- ``--device``, ``--precision``, ``--samples``, ``--min-cosine``, ``--min-top1``, ``--json``,
+  ``-o/--output``: the same meaning in every command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeai.cli.app import echo_warning
+from edgeai.errors import EdgeAIError
+
+DATA_FORMS = "a .npz (keys = input names, leading sample axis), a folder of .npy/.npz, pkg.mod:fn, or random:N"
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output .onnx path")]
+DataOpt = Annotated[str | None, typer.Option("--data", help=f"Held-out inputs for the parity verdict: {DATA_FORMS}")]
+CalibOpt = Annotated[str | None, typer.Option("--calib", help=f"Calibration inputs: {DATA_FORMS}")]
+InputSpecOpt = Annotated[list[str] | None, typer.Option("--input-spec", help="NAME:DIMS[:DTYPE], e.g. "
+                                                        "x:1x3x224x224:float32 (repeat per input)")]
+OldInputSpecOpt = Annotated[list[str] | None, typer.Option("--input", hidden=True,
+                                                           help="Old spelling of --input-spec")]
+DynamicOpt = Annotated[list[str] | None, typer.Option("--dynamic", help="NAME:AXIS=SYMBOL[,...], e.g. x:0=batch")]
+TaskOpt = Annotated[str | None, typer.Option(help="transformers task for a model folder")]
+MinCosineOpt = Annotated[float | None, typer.Option(help="Tolerance: minimum output cosine")]
+MinTop1Opt = Annotated[float | None, typer.Option(help="Tolerance: minimum top-1 agreement (0-1)")]
+ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static "
+                                                    "shape NAME:1x128 (needed for NPU)")]
+
+
+def alias(new: str, new_value: object, old: str, old_value: object) -> object:
+    """Merge a hidden old spelling into its new flag, with a warning that names the new one."""
+    if old_value is None or old_value == []:
+        return new_value
+    if new_value is not None and new_value != []:
+        raise EdgeAIError(f"{old} is the old spelling of {new}; give only {new}")
+    echo_warning(f"{old} is renamed {new}; the old spelling goes away in the next release")
+    return old_value
+
+
+def parse_shapes(shapes: list[str] | None) -> dict[str, list[int]] | None:
+    """``--shape NAME:1x128`` (repeatable) -> {name: dims}."""
+    if not shapes:
+        return None
+    from edgeai.specs import parse_input_spec
+
+    out = {}
+    for text in shapes:
+        spec = parse_input_spec(text)
+        if spec.is_dynamic:
+            raise EdgeAIError(f"--shape {text!r} must give integer dims, e.g. input_ids:1x128")
+        out[spec.name] = [int(d) for d in spec.shape]  # type: ignore[arg-type]
+    return out
+
+
+def parse_input_specs(items: list[str] | None) -> list | None:
+    from edgeai.specs import parse_input_spec
+
+    return [parse_input_spec(t) for t in items] if items else None
+
+
+def parse_dynamic(items: list[str] | None) -> dict | None:
+    from edgeai.specs import parse_dynamic_spec
+
+    return dict(parse_dynamic_spec(t) for t in items) if items else None
+
+
+def require_matplotlib(option: str) -> None:
+    """Fail before a long run, not after it, when a plot cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise EdgeAIError(f"{option} needs matplotlib: pip install edgeai[extras]") from None
+
+
+def refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o") -> None:
+    """An output path naming the model or an input file would destroy it: inputs are never modified."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item and Path(item).resolve() == out:
+            raise EdgeAIError(f"{option} {output} is one of this command's inputs ({item}); inputs are never "
+                              "overwritten: choose another output path")

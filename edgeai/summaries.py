@@ -1,0 +1,196 @@
+"""What each command prints on a terminal: one function per result, rendering only.
+
+The commands in ``edgeai.cli`` compute nothing here; these functions take the results the API
+returned and print them through :func:`edgeai.report.console`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeai.demo import COLUMNS, table_rows
+from edgeai.report import (
+    CHECK_COLUMNS,
+    VARIANT_COLUMNS,
+    bench_notes,
+    bench_table,
+    check_rows,
+    check_table,
+    comparison_table,
+    console,
+    io_lines,
+    layerwise_footer,
+    layerwise_table,
+    parity_table,
+    table,
+    variant_rows,
+)
+
+
+def print_export(result: Any, source: str) -> None:
+    c = console()
+    v = result.validation
+    c.print(f"exported {source} -> {result.path} ({result.size_bytes / 1024:.1f} KB, {result.exporter}, "
+            f"opset {result.opset}, {result.export_time_s:.1f}s)")
+    for s in result.inputs:
+        c.print(f"  input  {s}")
+    for s in result.outputs:
+        c.print(f"  output {s}")
+    if result.attempts:
+        c.print(f"  tried first: {'; '.join(result.attempts)}")
+    if v is not None:
+        c.print(f"  validated at unseen dims {result.validation_dims}: {v.verdict()}")
+    else:
+        c.print("  not validated (--no-validate)")
+
+
+def print_quantize(result: Any, device: str) -> None:
+    c = console()
+    lat, worst = result.latency or {}, result.parity.worst
+    rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
+            (f"p50 ms on {device} (batch 1)", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
+            ("output cosine (worst)", 1.0, worst.cosine)]
+    if worst.top1 is not None:
+        rows.append(("top-1 agreement", 1.0, worst.top1))
+    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
+    if result.candidates:
+        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "p50 ms",
+                                              "speed-up", "error"],
+                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
+                        (r["error"] or "")[:60]) for r in result.candidates]))
+    c.print(result.parity.verdict())
+    if lat.get("speedup") is not None:
+        c.print(f"speed-up vs FP32 on {device}: {lat['speedup']}x")
+    if result.config:
+        c.print(f"config: {result.config}")
+    if result.excluded_nodes:
+        c.print(f"kept in float: {list(result.excluded_nodes)}")
+    for n in result.notes:
+        c.print(f"note: {n}")
+
+
+def print_run(summary: dict[str, Any]) -> None:
+    c = console()
+    c.print(f"ran on {summary['ran_on']}")
+    for k, v in summary["input_problems"].items():
+        c.print(f"  warning: input {k!r} has {v}")
+    for k, v in summary["outputs"].items():
+        warn = f"  [{v['nonfinite']} NaN/Inf]" if v["nonfinite"] else ""
+        c.print(f"  {k}: {v['dtype']} {v['shape']} sum={v['checksum']:.6g}{warn}")
+    if summary["written"]:
+        c.print(f"wrote {summary['written']}")
+
+
+def print_check(reports: list[Any]) -> None:
+    c = console()
+    for r in reports:
+        c.print(parity_table(r))
+        if r.layerwise is not None:
+            c.print(layerwise_table(r.layerwise))
+            for line in layerwise_footer(r.layerwise):
+                c.print(line)
+        c.print(r.verdict())
+    if len(reports) > 1:
+        c.print(check_table(reports))
+    failed = sum(not r.passed for r in reports)
+    c.print(f"{len(reports) - failed} of {len(reports)} checks passed")
+
+
+def print_bench(result: Any, comparison: Any, written: list[Any]) -> None:
+    c = console()
+    c.print(bench_table(result))
+    for note in bench_notes(result):
+        c.print(note)
+    if comparison is not None:
+        c.print(comparison_table(comparison))
+        for note in comparison.notes:
+            c.print(f"note: {note}")
+    for p in written:
+        c.print(f"wrote {p}")
+
+
+def print_generation_bench(results: list[Any], new_tokens: int, rounds: int) -> None:
+    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), r.time_to_first_token.p50,
+             r.tokens_per_s, r.step_latency.p50, r.step_latency.p90, r.step_latency.p99) for r in results]
+    console().print(table(f"generation: {new_tokens} new tokens after an 8-token prompt, {rounds} rounds",
+                          ["config", "engine", "precision", "time to first token ms", "tokens/s", "step p50 ms",
+                           "step p90 ms", "step p99 ms"], rows))
+
+
+def print_model_file(data: dict[str, Any]) -> None:
+    c = console()
+    c.print(f"{data['path']}: {data['size_bytes'] / 1024:.1f} KB, opset {data['opset']}, {data['parameters']:,} "
+            f"parameters, precision {data['precision']}, producer {data['producer']}")
+    for s in data["inputs"]:
+        c.print(f"  input  {s['name']}: {s['dtype']} {s['shape']}")
+    for s in data["outputs"]:
+        c.print(f"  output {s['name']}: {s['dtype']} {s['shape']}")
+    c.print("  operators: " + ", ".join(f"{k}x{v}" for k, v in data["operators"].items()))
+    if data["metadata"]:
+        c.print(f"  metadata: {data['metadata']}")
+
+
+def print_bundle(data: dict[str, Any]) -> None:
+    """``edgeai info BUNDLE``: the manifest, readably."""
+    c = console()
+    src = data["source"]
+    c.print(f"{data['path']}: edgeai bundle (manifest {data['manifest_version']}) of {src['source']}, made "
+            f"{data['created']} by edgeai {data['edgeai_version']}, mode {data['mode']}")
+    c.print("  engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
+    for line in io_lines(data):
+        c.print(f"  {line}")
+    for key in ("preprocessing", "labels", "calibration"):
+        if data.get(key):
+            c.print(f"  {key}: {data[key]}")
+    c.print("  defaults: " + ", ".join(f"{d} -> {v}" for d, v in data["defaults"].items()))
+    c.print(table("variants (sha256 checked now)", VARIANT_COLUMNS, variant_rows(data, data["integrity"])))
+    c.print(table(f"parity vs {src.get('reference')} on {data['parity_data']}; latency at batch 1",
+                  CHECK_COLUMNS, check_rows(data)))
+    for note in data.get("notes") or []:
+        c.print(f"note: {note}")
+    for note in data["read_notes"]:
+        c.print(f"warning: {note}")
+
+
+def print_deploy(result: Any, source: str, mode: str) -> None:
+    c = console()
+    m = result.manifest
+    c.print(table(f"deployed {source} -> {result.path} (mode {mode}; defaults: "
+                  + ", ".join(f"{d} -> {v}" for d, v in m["defaults"].items()) + ")", CHECK_COLUMNS,
+                  check_rows(m)))
+    for note in m["notes"]:
+        c.print(f"note: {note}")
+    c.print(f"wrote {result.path}/ ({', '.join(v['file'] for v in m['variants'])}, manifest.json, report.md, "
+            f"report.png) in {result.time_s:.1f}s")
+
+
+def print_devices(data: dict[str, Any]) -> None:
+    c = console()
+    cpu = data["cpu"]
+    c.print(f"CPU: {cpu['model']} ({cpu['arch']}, {cpu['cores']} cores)")
+    c.print(f"  features: {', '.join(cpu['features']) or 'none detected'}  (VNNI: {cpu['vnni']}, bf16: {cpu['bf16']})")
+    c.print("engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
+    c.print("devices: " + ", ".join(data["devices"]))
+
+
+def print_demo(results: dict[str, Any]) -> None:
+    c = console()
+    c.print(table(f"edgeai demo: digits CNN ({results['test_samples']} held-out digits; latency at batch 1)",
+                  COLUMNS, table_rows(results)))
+    cpu = results["machine"]["cpu"]
+    c.print(f"CPU: {cpu['model']}, features {', '.join(cpu['features'])}")
+    c.print(f"wrote {results['files']['json']} and {results['files']['plot']} "
+            f"(models: {results['files']['fp32']}, {results['files']['int8']}); took {results['wall_seconds']}s")
+
+
+def print_generation(result: Any, new: list[int], text: str | None) -> None:
+    c = console()
+    rt = result.runtime
+    c.print(f"generated {result.new_tokens} tokens ({result.stop_reason}) on {rt['engine']} {rt['engine_version']} "
+            f"{','.join(rt['devices_in_effect'])} @ {rt['precision']}")
+    c.print(f"  tokens: {new}")
+    if text is not None:
+        c.print(f"  text: {text}")
+    rate = f"{result.tokens_per_s:.1f} tokens/s" if result.tokens_per_s else "n/a tokens/s (one step)"
+    c.print(f"  time to first token {result.time_to_first_token_ms:.2f} ms, {rate} after it, "
+            f"total {result.total_ms:.1f} ms")
