@@ -29,7 +29,7 @@ def run_once(model: str, device: str = "cpu", inputs: list[str] | dict[str, Any]
         A JSON-ready dict: what ran, per-output summaries, problems found in the inputs, the file written.
     """
     m = load(model, device, **load_options)
-    feeds = inputs if isinstance(inputs, dict) else read_named_arrays(inputs)
+    feeds = inputs if isinstance(inputs, dict) else (read_named_arrays(inputs) if inputs else None)
     if feeds is None:
         feeds = make_inputs(m.inputs, {"batch": 1})  # static shapes are already in m.inputs
     outs = m.run(feeds)
