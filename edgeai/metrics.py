@@ -12,7 +12,7 @@ Kinds (``KINDS``) and what judges them:
 - ``embedding``: cosine per sample, nearest-neighbour agreement across the batch, and agreement
   of verification decisions (pair cosine >= a threshold) over every pair of samples.
 - ``sequence``: token agreement (integer tokens, or the argmax of float scores); for transcripts,
-  :func:`transcript_metric` gives the word error rate of candidate vs reference texts.
+  :func:`edgeai.transcripts.transcript_metric` gives the word error rate of candidate vs reference.
 - ``boxes``: IoU per box, paired by position (``x1, y1, x2, y2`` on the last axis).
 - ``hidden``: generic float tensors; cosine per sample plus max error relative to the reference's
   largest magnitude.
@@ -29,7 +29,6 @@ Measurement layer: numpy (and the stdlib) only.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -176,52 +175,6 @@ def _rate_result(kind: str, metric: str, hits: int, n: int, threshold: float, co
         extra["samples_needed"] = need  # fewer than this cannot show the threshold even at 100%
     return MetricResult(kind, metric, rate, threshold, bool(n) and rate >= threshold, n,
                         wilson_interval(hits, n, confidence), confidence, extra)
-
-
-def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """Levenshtein distance between two sequences (insertions, deletions, substitutions)."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
-def _words(text: str, normalize: bool) -> list[str]:
-    if normalize:
-        text = re.sub(r"[^\w\s']", " ", text.lower())
-    return text.split()
-
-
-def word_error_rate(reference: str | Sequence[str], hypothesis: str | Sequence[str], *,
-                    normalize: bool = True) -> float:
-    """Word-level Levenshtein distance over the reference's word count (corpus WER for lists).
-
-    ``normalize`` lowercases and drops punctuation first ("Dog." equals "dog"). An empty reference
-    gives the hypothesis' word count (0.0 when both are empty).
-    """
-    refs = [reference] if isinstance(reference, str) else list(reference)
-    hyps = [hypothesis] if isinstance(hypothesis, str) else list(hypothesis)
-    if len(refs) != len(hyps):
-        raise MetricNotApplicable(f"got {len(refs)} reference and {len(hyps)} candidate transcripts; pair them up")
-    errors = words = 0
-    for r, h in zip(refs, hyps, strict=True):
-        rw, hw = _words(r, normalize), _words(h, normalize)
-        errors += edit_distance(rw, hw)
-        words += len(rw)
-    return errors / max(words, 1)
-
-
-def transcript_metric(reference: Sequence[str], candidate: Sequence[str], *, max_wer: float = 0.0,
-                      normalize: bool = True) -> MetricResult:
-    """Word error rate of the candidate's transcripts against the reference model's (kind sequence)."""
-    wer = word_error_rate(reference, candidate, normalize=normalize)
-    same = sum(_words(r, normalize) == _words(c, normalize) for r, c in zip(reference, candidate, strict=True))
-    return MetricResult("sequence", "word_error_rate", wer, max_wer, wer <= max_wer, len(reference),
-                        details={"identical_transcripts": same,
-                                 "reference_words": sum(len(_words(r, normalize)) for r in reference)})
 
 
 # --- kinds: declared and inferred ------------------------------------------------------------------

@@ -13,16 +13,14 @@ from edgeai.errors import EdgeAIError
 from edgeai.metrics import (
     MetricNotApplicable,
     box_iou,
-    edit_distance,
     infer_kind,
     judge,
     parse_kinds,
     require_metric,
     samples_needed,
-    transcript_metric,
     wilson_interval,
-    word_error_rate,
 )
+from edgeai.transcripts import edit_distance, transcript_metric, word_error_rate
 
 RNG = np.random.default_rng(0)
 
