@@ -97,3 +97,6 @@ def test_auto_exclusion_search_runs_for_static_and_dynamic(scalar_mlp, tmp_path,
     excluded = rows[f"{_auto_candidate(mode)}+excluded"]
     assert excluded["error"] is None or "ranking failed" not in excluded["error"], excluded
     assert any("qdq_loss_debug" in n for n in r.notes)
+    if mode == "dynamic":  # only nodes dynamic quantization rewrites are worth keeping in float
+        kinds = {n.name: n.op_type for n in onnx.load(str(scalar_mlp)).graph.node}
+        assert all(kinds[n] in DYNAMIC_OPS for n in r.excluded_nodes), r.excluded_nodes
