@@ -39,7 +39,12 @@ from edgeai.quantization.measure import (
     timing_feed,
 )
 from edgeai.quantization.modes import QuantizeResult, model_size, run_mode
-from edgeai.quantization.sensitivity import compute_nodes, rank_sensitive_nodes
+from edgeai.quantization.sensitivity import (
+    DYNAMIC_OPS,
+    compute_nodes,
+    rank_sensitive_nodes,
+    restrict_to_ops,
+)
 from edgeai.quantization.static import preprocess
 from edgeai.runtimes import parse_device
 
@@ -153,6 +158,7 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         work = Path(work_dir)
         pre, note = preprocess(src, work)
         notes += [note] if note else []
+        preprocessed = "failed" if pre.parent != work.resolve() else ("partial" if note else "done")
         search = _Search(pre, work, specs, calib, reference, device, evals, tol)
         with progress("auto: trying INT8 configs", total=len(configs)) as advance:
             for cand in configs:
@@ -187,7 +193,7 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         fastest = max(passing, key=lambda c: c.speedup or 0.0)
         rows = tuple(c.row() for c in configs)
         base = {"cpu": {"model": cpu.model, "features": list(cpu.features), "vnni": cpu.has_vnni},
-                "device": device, "tolerance": tol.to_dict(), "candidates": list(rows)}
+                "device": device, "preprocessed": preprocessed, "tolerance": tol.to_dict(), "candidates": list(rows)}
         latency = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": fastest.p50_ms,
                    "speedup": fastest.speedup, "batch": 1}
         if min_speedup is not None and (fastest.speedup or 0.0) < min_speedup:
@@ -224,6 +230,8 @@ class _Search:
         options = dict(cand.options, nodes_to_exclude=list(excluded))
         if cand.mode in ("static", "openvino-int8"):
             options["calibration_data"] = self.calib
+        if cand.mode == "static":  # self.pre is pre-processed once for all candidates
+            options["preprocess_model"] = False
         try:
             with quiet_ort_quantization():
                 cand.config = run_mode(cand.mode, self.pre, cand.path, self.specs, None, options)
@@ -239,11 +247,21 @@ class _Search:
         """Keep the fewest top-ranked sensitive tensors of ``base`` in float until parity passes."""
         ranking_model = base.path
         if base.mode != "static":  # the QDQ debug tooling reads onnxruntime's QDQ naming
-            probe = self.run(Candidate("sensitivity-probe", "static", {"per_channel": True}))
+            # A static probe with the base's weight granularity and range, so the weight errors ranked
+            # are the ones the base config makes.
+            keep = ("per_channel", "reduce_range", "exclude_op_types")
+            probe = self.run(Candidate("sensitivity-probe", "static",
+                                       {"per_channel": True, **{k: v for k, v in base.options.items() if k in keep}}))
             ranking_model = probe.path
         if ranking_model is None or not ranking_model.exists():
             return Candidate(f"{base.name}+excluded", base.mode, base.options, error="could not build a QDQ model")
-        ranking = rank_sensitive_nodes(self.pre, ranking_model, self.evals[:n_samples], self.work)
+        try:
+            ranking = rank_sensitive_nodes(self.pre, ranking_model, self.evals[:n_samples], self.work)
+        except Exception as e:  # a real graph onnxruntime's debug tooling cannot pair: say so, go on
+            return Candidate(f"{base.name}+excluded", base.mode, base.options,
+                             error=f"sensitivity ranking failed: {type(e).__name__}: {str(e)[:200]}")
+        if base.mode == "dynamic":
+            ranking = restrict_to_ops(ranking, self.pre, DYNAMIC_OPS)
         compute = compute_nodes(self.pre)
         limit = int(max_fraction * len(compute))
         prefixes: list[tuple[str, ...]] = []

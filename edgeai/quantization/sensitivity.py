@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,12 @@ def bulk_sqnr(reference: Sequence[np.ndarray] | np.ndarray, noisy: Sequence[np.n
 
 
 def _as_list(x: Any) -> list:
-    return [x] if isinstance(x, np.ndarray) else list(x)
+    """Per-sample arrays as a list. onnxruntime hands over a list of arrays for activations, one
+    array for a weight, and a numpy *scalar* for a 0-d weight (a ``Mul`` by a scalar constant):
+    ``(w - zp) * scale`` on 0-d arrays returns ``np.float32``, which is not iterable."""
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [np.asarray(x)]
 
 
 def rank_sensitive_nodes(float_model: Path, qdq_model: Path, feeds: Sequence[dict], work: Path) -> list[Sensitivity]:
@@ -157,6 +162,29 @@ def _upstream_sqnr(tensor: str, producer: dict[str, Any], err: dict[str, float])
         elif name in producer:
             stack.extend(producer[name].input)
     return worst
+
+
+# The ops onnxruntime's quantize_dynamic turns into integer ops (its IntegerOpsRegistry; Gemm
+# becomes a MatMul first): keeping any other node in float changes nothing in a dynamic model.
+DYNAMIC_OPS = {"Conv", "MatMul", "Gemm", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization"}
+
+
+def restrict_to_ops(ranking: Sequence[Sensitivity], model_path: Path, op_types: set[str]) -> list[Sensitivity]:
+    """The ranking with each entry's nodes cut to those of ``op_types`` (entries left empty dropped).
+
+    Used for a dynamic config, ranked through a static QDQ probe: the probe's QDQ pairs sit on every
+    op, but only the ops dynamic quantization rewrites can be kept in float by excluding them.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    kind = {n.name: n.op_type for n in graph.node}
+    out = []
+    for s in ranking:
+        nodes = tuple(n for n in s.nodes if kind.get(n) in op_types)
+        if nodes:
+            out.append(replace(s, nodes=nodes))
+    return out
 
 
 def compute_nodes(model_path: Path) -> set[str]:

@@ -33,31 +33,56 @@ def calibration_samples(calibration: Any, specs: list[Any], limit: int) -> list[
     return collect_samples(calibration, specs, limit)
 
 
+# Runs in a child process whose current directory is the work folder: when symbolic shape inference
+# fails, onnxruntime saves ``sym_shape_infer_temp.onnx`` (+ a ``<uuid>.data`` file) in the current
+# directory, and changing the parent's directory would break every relative path (and other threads).
+_PRE_PROCESS = """
+import sys
+from onnxruntime.quantization.shape_inference import quant_pre_process
+try:
+    quant_pre_process(sys.argv[1], sys.argv[2], skip_symbolic_shape=sys.argv[3] == "1")
+except Exception as e:
+    print(f"{type(e).__name__}: {e}"[:300])
+    sys.exit(3)
+"""
+
+
+def _pre_process(src: Path, out: Path, work: Path, skip_symbolic: bool) -> str | None:
+    """One quant_pre_process attempt in a child process; the error line, or None when it worked."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _PRE_PROCESS, str(src), str(out), "1" if skip_symbolic else "0"],
+                          cwd=work, capture_output=True, text=True)
+    if proc.returncode == 0 and out.exists():
+        return None
+    lines = (proc.stdout.strip() or proc.stderr.strip() or f"exit code {proc.returncode}").splitlines()
+    return lines[-1][:300]
+
+
 def preprocess(src: Path, work: Path) -> tuple[Path, str | None]:
     """onnxruntime's quant_pre_process (shape inference + optimization); on failure keep the original.
 
-    It runs with ``work`` as the current directory: when its symbolic shape inference fails it
-    leaves ``sym_shape_infer_temp.onnx`` and a ``<uuid>.data`` file in the current directory.
+    Paths are made absolute first (``src`` relative to the caller's current directory), and the
+    process's current directory is never changed. Returns the model to quantize and a note when
+    pre-processing was partial or failed; a complete failure also warns, as the graph quantized
+    then is the raw export (fewer fused ops, unknown shapes left unquantized).
     """
-    import os
+    import warnings
 
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    src, work = Path(src).resolve(), Path(work).resolve()
+    if not src.is_file():
+        raise QuantizationError(f"model to pre-process not found: {src}")
     out = work / "preprocessed.onnx"
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        try:
-            quant_pre_process(str(src.resolve()), str(out.resolve()), skip_symbolic_shape=False)
-            return out, None
-        except Exception as first:
-            try:
-                quant_pre_process(str(src.resolve()), str(out.resolve()), skip_symbolic_shape=True)
-                return out, f"quant_pre_process: symbolic shape inference failed ({type(first).__name__}); ran without it"
-            except Exception as e:
-                return src, f"quant_pre_process failed ({type(e).__name__}: {str(e)[:120]}); quantized the export as is"
-    finally:
-        os.chdir(cwd)
+    first = _pre_process(src, out, work, skip_symbolic=False)
+    if first is None:
+        return out, None
+    second = _pre_process(src, out, work, skip_symbolic=True)
+    if second is None:
+        return out, f"quant_pre_process: symbolic shape inference failed ({first.split(':')[0]}); ran without it"
+    note = f"quant_pre_process failed ({second[:160]}); quantized the export as is"
+    warnings.warn(f"edgeai: {note}", stacklevel=2)
+    return src, note
 
 
 def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
@@ -84,9 +109,12 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[calibrate_method]
     with tempfile.TemporaryDirectory(prefix="edgeai-static-") as work:
-        model_in, note = preprocess(src, Path(work)) if preprocess_model else (src, None)
-        if note:
-            notes.append(note)
+        model_in, preprocessed = Path(src), "skipped"
+        if preprocess_model:
+            model_in, note = preprocess(src, Path(work))
+            # Said in the result itself, not only in a note: a skipped pre-processing changes what ran.
+            preprocessed = "failed" if model_in.parent != Path(work).resolve() else ("partial" if note else "done")
+            notes += [note] if note else []
         if exclude_op_types:
             import onnx
 
@@ -103,7 +131,7 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
             raise
         except Exception as e:
             raise QuantizationError(f"onnxruntime quantize_static failed: {type(e).__name__}: {e}") from e
-    return {"format": "QDQ", "per_channel": per_channel, "reduce_range": reduce_range,
+    return {"format": "QDQ", "preprocessed": preprocessed, "per_channel": per_channel, "reduce_range": reduce_range,
             "calibrate_method": calibrate_method, "activation_type": activation_type, "weight_type": weight_type,
             "calibration_samples": len(data), "nodes_to_exclude": list(nodes_to_exclude or []),
             **({"exclude_op_types": list(exclude_op_types)} if exclude_op_types else {}), "notes": notes}
