@@ -136,7 +136,7 @@ def _speak_cached(text: str, voice: str, speed: int) -> bytes:
     return done.stdout
 
 
-def speak(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
+def speak(text: str, voice: str = "en-us", speed: int = 120) -> np.ndarray:
     """``text`` spoken by espeak-ng, as float32 mono at 16 kHz in [-1, 1]."""
     with wave.open(io.BytesIO(_speak_cached(text, voice, speed))) as w:
         rate, width, frames = w.getframerate(), w.getsampwidth(), w.readframes(w.getnframes())

@@ -201,13 +201,19 @@ def save_pretrained(folder: str | Path, model: Any = None) -> Path:
 def from_pretrained(folder: str | Path) -> Any:
     """A Whisper model from a local transformers folder (safetensors only, never downloads)."""
     from transformers import WhisperForConditionalGeneration
+    from transformers.utils import logging as tf_logging
 
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()  # "Loading weights" bars on stderr
     try:
         model = WhisperForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
                                                                 use_safetensors=True, attn_implementation="eager")
     except Exception as e:
         raise CorpusError(f"no Whisper model could be loaded from {folder} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]}); write one with edgeai.corpus.whisper.save_pretrained") from e
+    finally:
+        if bars:
+            tf_logging.enable_progress_bar()
     return model.eval()
 
 
