@@ -128,10 +128,14 @@ def test_registry_declares_every_output_with_a_kind(real_export):
 
     for entry in REAL_MODELS.values():
         assert entry.outputs and all(kind in OUTPUT_KINDS for _, kind in entry.outputs), entry.name
-    entry, module, _, _ = real_export("mtcnn-onet")
+    entry, module, _, path = real_export("mtcnn-onet")
     assert tuple(module.output_names) == entry.output_names
     assert entry.output_kinds == {"box_regression": "regression", "landmarks": "regression",
                                   "face_probability": "probability"}
+    from edgeai.onnxfile import load_proto, read_metadata
+
+    meta = read_metadata(load_proto(path))  # the exported file says what each output means
+    assert meta["output_kinds"] == entry.output_kinds and meta["task"] == "face-detection"
 
 
 def test_onet_tells_the_face_from_the_rest(real_export):
