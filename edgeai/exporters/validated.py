@@ -281,9 +281,12 @@ def _annotate(proto: Any, specs: Sequence[TensorSpec], names: Sequence[str], sou
         for dim, want in zip(vi.type.tensor_type.shape.dim, spec.shape, strict=False):
             if isinstance(want, str):
                 dim.dim_param = want
-    write_metadata(proto, {"edgeai_version": __version__, "source": source.description,
-                           "task": source.task, "family": source.family, "exporter": exporter,
-                           "inputs": [s.to_dict() for s in specs], "outputs": list(names)})
+    meta = {"edgeai_version": __version__, "source": source.description, "task": source.task,
+            "family": source.family, "exporter": exporter, "inputs": [s.to_dict() for s in specs],
+            "outputs": list(names)}
+    if source.extra.get("output_kinds"):  # what each output means (real:NAME sources declare it)
+        meta["output_kinds"] = dict(source.extra["output_kinds"])
+    write_metadata(proto, meta)
     proto.producer_name = f"edgeai {__version__} ({exporter})"
 
 
