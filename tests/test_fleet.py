@@ -335,3 +335,22 @@ print(json.dumps({{"groups": list(report.groups()), "ok": report.complete, "list
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["groups"] == ["local"] and result["ok"]
     assert result["listening"] and all(_loopback(a) for a in result["listening"]), result["listening"]
+
+
+@needs_ray
+def test_cli_command_functions_print_and_return_exit_codes(cluster, cnn, tmp_path, capsys):
+    from edgeai.fleet import command
+
+    code = command.bench([str(cnn)], targets="a,b", device=["cpu"], batch="1", warmup=0, iterations=10, rounds=1,
+                         markdown=tmp_path / "fleet.md", json_out=True)
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "edgeai.fleet.bench" and list(out["groups"]) == ["a", "b"]
+    assert "| a |" in (tmp_path / "fleet.md").read_text()
+    assert command.check([str(cnn)], reference=str(cnn), targets="c", data="random:2") == 0
+    text = capsys.readouterr().out
+    assert "c: PASS" in text and "1 of 1 checks ran and passed" in text
+    assert command.check([str(cnn)], reference=str(cnn), targets="c", data="random:2", device=["cuda"]) == 1
+    assert "unsupported [1]" in capsys.readouterr().out
+    assert command.targets(names="b", json_out=True) == 0
+    assert json.loads(capsys.readouterr().out)["targets"][0]["name"] == "b"
