@@ -88,7 +88,7 @@ def check_on_box(target: str, reference: Any, candidates: Sequence[Any], data: A
             common = f"failed: {first_line(e)}"
         for j, name in enumerate(names):
             for d in devices:
-                why = common or (cands[j] if isinstance(cands[j], str) else not_here(d, target, box))
+                why = common or (cands[j] if isinstance(cands[j], str) else not_here(d, box))
                 if why:
                     rows.append(FleetRow(target, host, cpu, name, d, why))
                     continue

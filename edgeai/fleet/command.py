@@ -23,12 +23,10 @@ def _address(fleet: str | None) -> str | None:
 
 
 def _print(report: Any, json_out: bool, text: str) -> None:
-    from edgeai.report import console, to_json
+    from edgeai.report import to_json
 
-    if json_out:
-        print(to_json(report))
-    else:
-        console().print(text, markup=False, highlight=False)
+    # The table is already rendered at its full width; a console would wrap it again to the terminal.
+    print(to_json(report) if json_out else text)
 
 
 def parse_batches(batch: str) -> list[int]:
@@ -61,9 +59,7 @@ def targets(fleet: str | None = "local", *, names: str | None = None, json_out: 
     if json_out:
         print(to_json({"kind": "edgeai.fleet.targets", "targets": [t.to_dict() for t in infos]}))
     else:
-        from edgeai.report import console
-
-        console().print(render_text(targets_table(infos), 200).rstrip(), markup=False, highlight=False)
+        print(render_text(targets_table(infos), 200).rstrip())
     return 0 if all(t.ok for t in infos) else 1
 
 

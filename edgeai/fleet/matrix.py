@@ -25,7 +25,7 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
-def not_here(device: str, target: str, box: Mapping[str, Any]) -> str | None:
+def not_here(device: str, box: Mapping[str, Any]) -> str | None:
     """``unsupported: ...`` when ``device`` is not on this box (read from its own device list)."""
     from edgeai.runtimes import parse_device
 
@@ -43,7 +43,8 @@ def not_here(device: str, target: str, box: Mapping[str, Any]) -> str | None:
         ok = any(d.split(".")[0] == base for d in have)
     if ok:
         return None
-    return f"unsupported: {device} is not on target {target} ({box.get('host')}); it has {', '.join(have) or 'none'}"
+    # The row names the target and host; the reason alone lets boxes with the same devices share a note.
+    return f"unsupported: {device} is not on this box; it has {', '.join(have) or 'no device'}"
 
 
 def check_devices(devices: Sequence[str]) -> list[str]:
@@ -106,7 +107,7 @@ def bench_on_box(target: str, shipments: Sequence[Shipment], devices: Sequence[s
             if name in status or any(c.name == name for c in configs):
                 continue
             got = received[i]
-            why = got if isinstance(got, str) else not_here(d, target, box)
+            why = got if isinstance(got, str) else not_here(d, box)
             if why:
                 status[name] = why
                 continue

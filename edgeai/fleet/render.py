@@ -123,7 +123,7 @@ def targets_table(infos: Sequence[Any]) -> Any:
 
     rows = [(t.name, t.status if t.ok else t.status[:60], t.host, t.address, t.cpu.get("model"),
              " ".join(t.cpu.get("features") or []), ", ".join(t.devices),
-             ", ".join(f"{k} {v}" for k, v in t.engines.items() if k != "numpy")) for t in infos]
+             ", ".join(f"{k} {str(v).split('-')[0]}" for k, v in t.engines.items() if k != "numpy")) for t in infos]
     return table(f"edgeai fleet targets ({len(rows)})", TARGET_COLUMNS, rows)
 
 
@@ -141,7 +141,7 @@ def fleet_plot(report: Any, path: str | Path) -> Path:
 
     groups = report.groups()
     widths = [max(1, len(rows)) for rows in groups.values()]
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(8.0, 0.7 * sum(widths) + 2.5 * len(groups)), 5.5),
+    fig, axes = plt.subplots(1, len(groups), figsize=(min(30.0, max(8.0, 0.45 * sum(widths) + 1.5 * len(groups))), 6.0),
                              sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths})
     for ax, (target, rows) in zip(axes[0], groups.items(), strict=True):
         labels = [f"{r.model}\n{r.device}" + (f" b{r.batch}" if r.batch else "") for r in rows]
@@ -160,6 +160,11 @@ def fleet_plot(report: Any, path: str | Path) -> Path:
         ax.set_title(f"{target}\n{_who(rows)}"[:80], fontsize=8)
     if report.kind == "bench":
         axes[0][0].set_ylabel("latency per run (ms)")
+        ran = [r for r in report.rows if r.ok]
+        low = min((r.metrics["p50_ms"] for r in ran), default=1.0)
+        high = max((max(r.samples_ms or (r.metrics["p99_ms"],)) for r in ran), default=1.0)
+        if high / max(low, 1e-9) > 20:  # one slow cell (or one noisy box) would flatten the rest
+            axes[0][0].set_yscale("log")
     else:
         axes[0][0].set_yscale("log")
         axes[0][0].set_ylabel("max abs error vs reference (red: FAIL)")

@@ -118,7 +118,7 @@ def check_shard(target: str, reference: Any, candidates: Sequence[Any], payload:
             return {"box": box, "error": f"failed: {first_line(e)}", "wall_s": time.perf_counter() - t0}
         for j, cand in enumerate(cands):
             for d in devices:
-                why = cand if isinstance(cand, str) else not_here(d, target, box)
+                why = cand if isinstance(cand, str) else not_here(d, box)
                 if why:
                     results[(j, d)] = why
                     continue
@@ -195,8 +195,8 @@ def check_split(reference: Any, items: Sequence[Any], data: Any, *, address: str
                 "split": True, "targets": [n.name for n in nodes], "address": address or "local",
                 "timeout_s": timeout, "groups": [[n.name for n, _ in m] for m in groups.values()],
                 "target_wall_s": wall}
-    return FleetReport("check", tuple(rows), tuple(infos), tuple(s.to_dict() for s in shipped), settings,
-                       time.perf_counter() - t0)
+    models = [s.to_dict() for s in shipped] + ([ref.to_dict()] if isinstance(ref, Shipment) else [])
+    return FleetReport("check", tuple(rows), tuple(infos), tuple(models), settings, time.perf_counter() - t0)
 
 
 def _run_group(members: list[tuple[TargetNode, TargetInfo]], ref: Any, shipped: list[Shipment], names: list[str],
