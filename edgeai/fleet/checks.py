@@ -17,57 +17,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError
 from edgeai.fleet.cluster import connect, run_on_targets, select_targets
 from edgeai.fleet.inventory import describe_box
-from edgeai.fleet.matrix import check_devices, first_line, not_here, target_info
-from edgeai.fleet.results import FleetReport, FleetRow
-from edgeai.fleet.shipping import Shipment, TransferError, Workdir, check_shipments, receive, ship
-
-
-def parity_row(target: str, host: str, cpu: str, model: str, device: str, report: Any) -> FleetRow:
-    """A row from a ParityReport: the worst output's numbers and the verdict, with what ran."""
-    c, w = report.candidate, report.worst
-    metrics = {"passed": report.passed, "verdict": report.verdict(), "samples": report.samples,
-               "worst_output": w.name, "max_abs": w.max_abs, "mean_abs": w.mean_abs, "cosine": w.cosine,
-               "top1": w.top1, "failures": [f for o in report.outputs for f in o.failures]}
-    return FleetRow(target, host, cpu, model, device, "ok", c.get("precision"), None,
-                    f"{c.get('engine')} {c.get('engine_version', '')}".strip(),
-                    ",".join(c.get("devices_in_effect") or []) or None, metrics, report.to_dict())
-
-
-def receive_all(items: Sequence[Any], tmp: Path, tag: str) -> list[Any]:
-    """Shipments become local paths (or ``failed: ...`` on a corrupted transfer); others pass through."""
-    out: list[Any] = []
-    for i, item in enumerate(items):
-        if isinstance(item, Shipment):
-            try:
-                out.append(receive(item, tmp / f"{tag}{i}"))
-            except TransferError as e:
-                out.append(f"failed: {first_line(e)}")
-        else:
-            out.append(item)
-    return out
-
-
-def prepare(reference: Any, candidates: Sequence[Any], tmp: Path) -> tuple[Any, list[Any], Any]:
-    """On a box: received reference, candidates, and the first candidate loaded on cpu (for input specs)."""
-    from edgeai.runtimes import load
-
-    ref = receive_all([reference], tmp, "reference")[0]
-    if isinstance(ref, str) and ref.startswith("failed: "):
-        raise TransferError(f"reference {ref.removeprefix('failed: ')}")
-    cands = receive_all(candidates, tmp, "candidate")
-    first = next((p for p in cands if not isinstance(p, str)), None)
-    return ref, cands, None if first is None else load(first, "cpu")
+from edgeai.fleet.matrix import check_devices, not_here, target_info
+from edgeai.fleet.onbox import data_label, parity_row, prepare, receive_all, ship_input
+from edgeai.fleet.results import FleetReport, FleetRow, first_line
+from edgeai.fleet.shipping import Shipment, TransferError, Workdir, check_shipments, ship
+from edgeai.fleet.split import check_split
+from edgeai.parity import Tolerance, as_model, build_report, collect_outputs, normalize_inputs
+from edgeai.runtimes import load
 
 
 def check_on_box(target: str, reference: Any, candidates: Sequence[Any], data: Any, devices: Sequence[str],
                  samples: int | None, overrides: Mapping[str, float], seed: int) -> dict[str, Any]:
     """Runs ON THE TARGET: each candidate on each device against the reference over all the data."""
-    from edgeai.parity import as_model, build_report, collect_outputs, normalize_inputs
-    from edgeai.runtimes import load
-
     t0 = time.perf_counter()
     box = describe_box()
     host, cpu = box["host"], box["cpu"].get("model", "?")
@@ -105,26 +69,8 @@ def check_on_box(target: str, reference: Any, candidates: Sequence[Any], data: A
     return {"box": box, "rows": rows, "wall_s": time.perf_counter() - t0}
 
 
-def ship_input(item: Any, what: str) -> Any:
-    """A path on the driver is shipped; a model source (``zoo:cnn``), random spec or callable is resolved on each box."""
-    if isinstance(item, Shipment):
-        return item
-    if isinstance(item, (str, os.PathLike)) and Path(item).exists():
-        return ship(item)
-    if isinstance(item, (str, os.PathLike, int, type(None))):
-        return item
-    if isinstance(item, (Mapping, list, tuple)):
-        import ray
-
-        return ray.put([dict(item)] if isinstance(item, Mapping) else [dict(f) for f in item])
-    raise InputMismatchError(f"{what} must be a path, a Shipment, a model source, feeds or random:N; "
-                             f"got a {type(item).__name__}")
-
-
 def _overrides(atol: float | None, rtol: float | None, min_cosine: float | None,
                min_top1: float | None) -> dict[str, float]:
-    from edgeai.parity import Tolerance
-
     limits = {k: v for k, v in {"atol": atol, "rtol": rtol, "min_cosine": min_cosine,
                                 "min_top1": min_top1}.items() if v is not None}
     Tolerance().with_overrides(**limits)  # bad limits are bad usage, refused before anything ships
@@ -162,8 +108,6 @@ def check(reference: Any, candidates: Sequence[str | os.PathLike | Shipment] | s
     devices = check_devices(devices)
     overrides = _overrides(atol, rtol, min_cosine, min_top1)
     if split:
-        from edgeai.fleet.split import check_split
-
         return check_split(reference, items, data, address=address, targets=targets, devices=devices,
                            samples=samples, overrides=overrides, seed=seed, timeout=timeout,
                            object_store_mb=object_store_mb)
@@ -184,18 +128,10 @@ def check(reference: Any, candidates: Sequence[str | os.PathLike | Shipment] | s
             rows += answer["rows"]
     models = [s.to_dict() for s in shipped] + ([ref.to_dict()] if isinstance(ref, Shipment) else [])
     settings = {"reference": ref.name if isinstance(ref, Shipment) else str(reference), "devices": devices,
-                "data": _data_label(data), "samples": samples, "tolerance_overrides": overrides, "seed": seed,
+                "data": data_label(data), "samples": samples, "tolerance_overrides": overrides, "seed": seed,
                 "split": False, "targets": [n.name for n in nodes], "address": address or "local",
                 "timeout_s": timeout, "ship_s": round(ship_s, 4),
                 "target_wall_s": {n.name: round(a["wall_s"], 3) for n, a in zip(nodes, answers, strict=True)
                                   if not isinstance(a, str)}}
     return FleetReport("check", tuple(rows), tuple(target_info(n, a) for n, a in zip(nodes, answers, strict=True)),
                        tuple(models), settings, time.perf_counter() - t0)
-
-
-def _data_label(data: Any) -> Any:
-    if data is None or isinstance(data, (int, str, os.PathLike)):
-        return None if data is None else str(data)
-    if isinstance(data, Shipment):
-        return data.name
-    return f"{len(data) if isinstance(data, (list, tuple)) else 1} feed dict(s)"

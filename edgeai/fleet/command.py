@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeai.atomic import write_text
 from edgeai.errors import EdgeAIError
+from edgeai.fleet.checks import check as fleet_check
+from edgeai.fleet.inventory import targets as list_targets
+from edgeai.fleet.matrix import bench as fleet_bench
+from edgeai.fleet.render import fleet_markdown, fleet_plot, fleet_text, targets_table
+from edgeai.report import render_text, to_json
 
 
 def _address(fleet: str | None) -> str | None:
@@ -23,8 +29,6 @@ def _address(fleet: str | None) -> str | None:
 
 
 def _print(report: Any, json_out: bool, text: str) -> None:
-    from edgeai.report import to_json
-
     # The table is already rendered at its full width; a console would wrap it again to the terminal.
     print(to_json(report) if json_out else text)
 
@@ -51,10 +55,6 @@ def parse_dims(dim: Sequence[str] | None) -> dict[str, int]:
 
 def targets(fleet: str | None = "local", *, names: str | None = None, json_out: bool = False) -> int:
     """``edgeai fleet targets [--fleet HOST:PORT] [--targets a,b] [--json]``."""
-    from edgeai.fleet.inventory import targets as list_targets
-    from edgeai.fleet.render import targets_table
-    from edgeai.report import render_text, to_json
-
     infos = list_targets(_address(fleet), names=names)
     if json_out:
         print(to_json({"kind": "edgeai.fleet.targets", "targets": [t.to_dict() for t in infos]}))
@@ -64,9 +64,6 @@ def targets(fleet: str | None = "local", *, names: str | None = None, json_out: 
 
 
 def _write(report: Any, plot: Path | None, markdown: Path | None) -> None:
-    from edgeai.atomic import write_text
-    from edgeai.fleet.render import fleet_markdown, fleet_plot
-
     if plot is not None:
         fleet_plot(report, plot)
     if markdown is not None:
@@ -80,9 +77,6 @@ def bench(models: Sequence[str], *, fleet: str | None = "local", targets: str | 
           timeout: float | None = None, plot: Path | None = None, markdown: Path | None = None,
           json_out: bool = False) -> int:
     """``edgeai bench MODELS --fleet HOST:PORT|local [--targets a,b] ...``: the bench matrix on every box."""
-    from edgeai.fleet.matrix import bench as fleet_bench
-    from edgeai.fleet.render import fleet_text
-
     report = fleet_bench(list(models), address=_address(fleet), targets=targets, devices=device or ["cpu"],
                          precisions=list(precision or [None]), batches=parse_batches(batch), warmup=warmup,
                          iterations=iterations, duration=duration, rounds=rounds, streams=streams, threads=threads,
@@ -98,9 +92,6 @@ def check(models: Sequence[str], *, reference: str, fleet: str | None = "local",
           min_top1: float | None = None, split: bool = False, timeout: float | None = None,
           plot: Path | None = None, markdown: Path | None = None, json_out: bool = False) -> int:
     """``edgeai check MODELS --reference REF --fleet HOST:PORT|local [--targets a,b] [--split] ...``."""
-    from edgeai.fleet.checks import check as fleet_check
-    from edgeai.fleet.render import fleet_text
-
     report = fleet_check(reference, list(models), data, address=_address(fleet), targets=targets,
                          devices=device or ["cpu"], samples=samples, atol=atol, rtol=rtol, min_cosine=min_cosine,
                          min_top1=min_top1, split=split, timeout=timeout)

@@ -6,18 +6,17 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from edgeai.cpu import cpu_info
 from edgeai.fleet.cluster import TargetNode, connect, run_on_targets, select_targets
 from edgeai.fleet.results import TargetInfo
+from edgeai.machine import machine_info
+from edgeai.runtimes import devices
 
 PROBE_TIMEOUT_S = 120.0  # a box busy with another fleet benchmark answers when that one ends
 
 
 def describe_box() -> dict[str, Any]:
     """This box: hostname, CPU model and features, devices, engine versions (runs on the target)."""
-    from edgeai.cpu import cpu_info
-    from edgeai.machine import machine_info
-    from edgeai.runtimes import devices
-
     found = devices()  # imports the engines, so their versions below are the ones that run
     machine = machine_info()
     return {"host": socket.gethostname(), "cpu": cpu_info().to_dict(), "devices": found,

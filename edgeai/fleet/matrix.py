@@ -17,18 +17,14 @@ from edgeai.bench import BenchConfig, BenchReport, StopRule, bench_matrix
 from edgeai.errors import DeviceUnavailableError, EdgeAIError
 from edgeai.fleet.cluster import TargetNode, connect, run_on_targets, select_targets
 from edgeai.fleet.inventory import describe_box
-from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo
+from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo, first_line
 from edgeai.fleet.shipping import Shipment, TransferError, Workdir, check_shipments, receive, ship
-
-
-def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+from edgeai.machine import physical_cores
+from edgeai.runtimes import parse_device
 
 
 def not_here(device: str, box: Mapping[str, Any]) -> str | None:
     """``unsupported: ...`` when ``device`` is not on this box (read from its own device list)."""
-    from edgeai.runtimes import parse_device
-
     have = list(box.get("devices") or [])
     try:
         req = parse_device(device)
@@ -49,8 +45,6 @@ def not_here(device: str, box: Mapping[str, Any]) -> str | None:
 
 def check_devices(devices: Sequence[str]) -> list[str]:
     """Refuse device strings no box could parse before anything is shipped (``auto`` is resolved on each box)."""
-    from edgeai.runtimes import parse_device
-
     out = [str(d).strip() for d in devices]
     if not out:
         raise EdgeAIError("give at least one device")
@@ -85,8 +79,6 @@ def bench_on_box(target: str, shipments: Sequence[Shipment], devices: Sequence[s
                  precisions: Sequence[str | None], batches: Sequence[int], settings: Mapping[str, Any]
                  ) -> dict[str, Any]:
     """Runs ON THE TARGET: receive the models, run this box's cells, return its rows and description."""
-    from edgeai.machine import physical_cores
-
     t0 = time.perf_counter()
     box = describe_box()
     host, cpu = box["host"], box["cpu"].get("model", "?")

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeai.report import _fmt, _pct, _sig, markdown_table, render_text
+from edgeai.atomic import atomic_path
+from edgeai.report import _fmt, _pct, _sig, markdown_table, render_text, table
 
 BENCH_COLUMNS = ["target", "host / CPU", "model", "device", "batch", "ran on", "precision", "p50 ms", "p90 ms",
                  "p99 ms", "items/s", "cold start ms", "status"]
@@ -119,8 +120,6 @@ def fleet_markdown(report: Any) -> str:
 
 def targets_table(infos: Sequence[Any]) -> Any:
     """The boxes that joined: what each reported about itself."""
-    from edgeai.report import table
-
     rows = [(t.name, t.status if t.ok else t.status[:60], t.host, t.address, t.cpu.get("model"),
              " ".join(t.cpu.get("features") or []), ", ".join(t.devices),
              ", ".join(f"{k} {str(v).split('-')[0]}" for k, v in t.engines.items() if k != "numpy")) for t in infos]
@@ -136,8 +135,6 @@ def fleet_plot(report: Any, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgeai.atomic import atomic_path
 
     groups = report.groups()
     widths = [max(1, len(rows)) for rows in groups.values()]

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def first_line(e: BaseException) -> str:
+    """An error as the one line a row's reason carries."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
 @dataclass(frozen=True)
 class TargetInfo:
     """One box that joined the fleet, as it describes itself (read on the box, not the driver)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.errors import EdgeAIError, ModelLoadError
+from edgeai.onnxfile import load_proto
 
 
 class TransferError(ModelLoadError):
@@ -70,8 +71,6 @@ def _sha256(data: bytes) -> str:
 
 def _external_data(path: Path) -> list[Path]:
     """The external-data files an ONNX file names (checked to stay in its folder by load_proto)."""
-    from edgeai.onnxfile import load_proto
-
     proto = load_proto(path)
     found: list[Path] = []
     from onnx.external_data_helper import _get_all_tensors, uses_external_data

@@ -13,19 +13,30 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
-from edgeai.fleet.checks import _data_label, parity_row, prepare, receive_all
 from edgeai.fleet.cluster import TargetNode, connect, run_on_targets, select_targets
 from edgeai.fleet.inventory import describe_box, probe
-from edgeai.fleet.matrix import first_line, not_here
-from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo
+from edgeai.fleet.matrix import not_here
+from edgeai.fleet.onbox import data_label, parity_row, prepare, receive_all, ship_input
+from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo, first_line
 from edgeai.fleet.shards import judge, merge, shard_stats, split_ranges
 from edgeai.fleet.shipping import Shipment, TransferError, Workdir, ship
+from edgeai.parity import (
+    DEFAULT_SAMPLES,
+    ParityReport,
+    as_model,
+    build_report,
+    collect_outputs,
+    normalize_inputs,
+)
+from edgeai.runtimes import load
+from edgeai.specs import make_inputs
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -40,8 +51,6 @@ def shard_payloads(data: Any, parts: int, samples: int | None) -> tuple[list[tup
     slice), ``("feeds", ref)`` (feed dicts) or ``("random", start, stop)``.
     """
     import ray
-
-    from edgeai.parity import DEFAULT_SAMPLES
 
     if data is None or isinstance(data, int) or (isinstance(data, str) and data.startswith("random")):
         count = (samples or DEFAULT_SAMPLES) if data is None else data
@@ -79,9 +88,6 @@ def _shard_feeds(payload: tuple[Any, ...], model: Any, tmp: Path, seed: int) -> 
     """On a box: the shard's feeds, read by the same code a single box reads the whole data with."""
     import ray
 
-    from edgeai.parity import normalize_inputs
-    from edgeai.specs import make_inputs
-
     kind = payload[0]
     if kind == "random":  # normalize_inputs draws sample i from seed + i: the shard draws its own
         return [make_inputs(model.inputs, {"batch": 2}, seed=seed + i) for i in range(payload[1], payload[2])]
@@ -100,9 +106,6 @@ def _shard_feeds(payload: tuple[Any, ...], model: Any, tmp: Path, seed: int) -> 
 def check_shard(target: str, reference: Any, candidates: Sequence[Any], payload: tuple[Any, ...],
                 devices: Sequence[str], overrides: Mapping[str, float], seed: int) -> dict[str, Any]:
     """Runs ON THE TARGET: statistics of every (candidate, device) over this box's shard."""
-    from edgeai.parity import as_model, build_report, collect_outputs
-    from edgeai.runtimes import load
-
     t0 = time.perf_counter()
     box = describe_box()
     results: dict[tuple[int, str], Any] = {}
@@ -143,10 +146,6 @@ def _lost(answer: Any) -> bool:
 
 def _merged_row(label: str, hosts: str, cpu: str, name: str, device: str, j: int, shards: list[dict[str, Any]],
                 ranges: list[tuple[int, int]], owners: list[str]) -> FleetRow:
-    from dataclasses import replace
-
-    from edgeai.parity import ParityReport
-
     parts = [s["results"][(j, device)] for s in shards]
     bad = [(k, p) for k, p in enumerate(parts) if isinstance(p, str)]
     if bad:
@@ -170,8 +169,6 @@ def check_split(reference: Any, items: Sequence[Any], data: Any, *, address: str
                 overrides: Mapping[str, float], seed: int, timeout: float | None,
                 object_store_mb: int | None) -> FleetReport:
     """:func:`edgeai.fleet.check` with ``split=True``: one merged row per kind of box, candidate and device."""
-    from edgeai.fleet.checks import ship_input
-
     t0 = time.perf_counter()
     with connect(address, object_store_mb=object_store_mb):
         nodes = select_targets(targets)
@@ -191,7 +188,7 @@ def check_split(reference: Any, items: Sequence[Any], data: Any, *, address: str
         for members in groups.values():
             rows += _run_group(members, ref, shipped, names, data, devices, samples, overrides, seed, timeout, wall)
     settings = {"reference": ref.name if isinstance(ref, Shipment) else str(reference), "devices": list(devices),
-                "data": _data_label(data), "samples": samples, "tolerance_overrides": dict(overrides), "seed": seed,
+                "data": data_label(data), "samples": samples, "tolerance_overrides": dict(overrides), "seed": seed,
                 "split": True, "targets": [n.name for n in nodes], "address": address or "local",
                 "timeout_s": timeout, "groups": [[n.name for n, _ in m] for m in groups.values()],
                 "target_wall_s": wall}
