@@ -354,3 +354,25 @@ def test_cli_command_functions_print_and_return_exit_codes(cluster, cnn, tmp_pat
     assert "unsupported [1]" in capsys.readouterr().out
     assert command.targets(names="b", json_out=True) == 0
     assert json.loads(capsys.readouterr().out)["targets"][0]["name"] == "b"
+
+
+@needs_ray
+def test_a_shard_whose_box_dies_is_run_again_on_a_box_of_the_same_kind(cluster, cnn):
+    import edgeai.fleet as fleet
+
+    c, _ = cluster
+    victim = c.add_node(**NODE, resources={"edgeai-target:e": 1})
+    c.wait_for_nodes()
+    out = {}
+    # Enough random samples that each shard runs for seconds: the kill lands while e works on its own.
+    run = threading.Thread(target=lambda: out.setdefault("report", fleet.check(
+        cnn, [cnn], 6000, targets="a,b,e", devices=["cpu"], split=True, timeout=300)))
+    run.start()
+    _running_task(c, victim, "check_shard", time.monotonic() + 120)
+    c.remove_node(victim, allow_graceful=False)
+    run.join(300)
+    (row,) = out["report"].rows
+    assert row.ok and row.target == "a+b+e" and row.metrics["samples"] == 6000
+    assert [s["target"] for s in row.metrics["shards"]] == ["a", "b", "a"]  # e's shard, again on a
+    local = edgeai.compare(cnn, cnn, 6000, device="cpu")
+    assert row.detail["outputs"] == [o.to_dict() for o in local.outputs]
