@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.errors import DeviceUnavailableError, EdgeAIError
-from edgeai.fleet.cluster import connect, run_on_targets, select_targets
+from edgeai.fleet.cluster import connect, run_on_targets, select_targets, session_address
 from edgeai.fleet.inventory import describe_box
 from edgeai.fleet.matrix import check_devices, not_here, target_info
 from edgeai.fleet.onbox import data_label, parity_row, prepare, receive_all, ship_input
@@ -113,6 +113,7 @@ def check(reference: Any, candidates: Sequence[str | os.PathLike | Shipment] | s
                            object_store_mb=object_store_mb)
     with connect(address, object_store_mb=object_store_mb):
         nodes = select_targets(targets)
+        where = session_address()
         t_ship = time.perf_counter()
         shipped = [m if isinstance(m, Shipment) else ship(m) for m in items]
         ref = ship_input(reference, "reference")
@@ -129,7 +130,7 @@ def check(reference: Any, candidates: Sequence[str | os.PathLike | Shipment] | s
     models = [s.to_dict() for s in shipped] + ([ref.to_dict()] if isinstance(ref, Shipment) else [])
     settings = {"reference": ref.name if isinstance(ref, Shipment) else str(reference), "devices": devices,
                 "data": data_label(data), "samples": samples, "tolerance_overrides": overrides, "seed": seed,
-                "split": False, "targets": [n.name for n in nodes], "address": address or "local",
+                "split": False, "targets": [n.name for n in nodes], "address": where,
                 "timeout_s": timeout, "ship_s": round(ship_s, 4),
                 "target_wall_s": {n.name: round(a["wall_s"], 3) for n, a in zip(nodes, answers, strict=True)
                                   if not isinstance(a, str)}}

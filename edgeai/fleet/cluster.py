@@ -124,6 +124,15 @@ def connect(address: str | None = None, *, object_store_mb: int | None = None,
         ray.shutdown()
 
 
+def session_address() -> str:
+    """The head this driver is connected to (``HOST:PORT``), for the report to say where it ran."""
+    ray = require_ray()
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # an older Ray without it: say less rather than fail a finished run
+        return "?"
+
+
 @dataclass(frozen=True)
 class TargetNode:
     """A target as Ray sees it (before asking the box itself)."""

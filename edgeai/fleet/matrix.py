@@ -15,7 +15,13 @@ from typing import Any
 
 from edgeai.bench import BenchConfig, BenchReport, StopRule, bench_matrix
 from edgeai.errors import DeviceUnavailableError, EdgeAIError
-from edgeai.fleet.cluster import TargetNode, connect, run_on_targets, select_targets
+from edgeai.fleet.cluster import (
+    TargetNode,
+    connect,
+    run_on_targets,
+    select_targets,
+    session_address,
+)
 from edgeai.fleet.inventory import describe_box
 from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo, first_line
 from edgeai.fleet.shipping import Shipment, TransferError, Workdir, check_shipments, receive, ship
@@ -195,6 +201,7 @@ def bench(models: Sequence[str | os.PathLike | Shipment] | str | os.PathLike | S
                 "streams": streams, "threads": threads, "dims": dict(dims or {})}
     with connect(address, object_store_mb=object_store_mb):
         nodes = select_targets(targets)
+        where = session_address()
         t_ship = time.perf_counter()
         shipments = [m if isinstance(m, Shipment) else ship(m) for m in items]
         ship_s = time.perf_counter() - t_ship
@@ -205,7 +212,7 @@ def bench(models: Sequence[str | os.PathLike | Shipment] | str | os.PathLike | S
         rows += (_failed_rows(node, answer, shipments, devices, precisions, batches) if isinstance(answer, str)
                  else answer["rows"])
     shown = {**settings, "stop": rule.describe(), "devices": devices, "precisions": precisions, "batches": batches,
-             "targets": [n.name for n in nodes], "address": address or "local", "timeout_s": timeout,
+             "targets": [n.name for n in nodes], "address": where, "timeout_s": timeout,
              "ship_s": round(ship_s, 4),
              "target_wall_s": {n.name: round(a["wall_s"], 3) for n, a in zip(nodes, answers, strict=True)
                                if not isinstance(a, str)}}

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
-from edgeai.fleet.cluster import TargetNode, connect, run_on_targets, select_targets
+from edgeai.fleet.cluster import (
+    TargetNode,
+    connect,
+    run_on_targets,
+    select_targets,
+    session_address,
+)
 from edgeai.fleet.inventory import describe_box, probe
 from edgeai.fleet.matrix import not_here
 from edgeai.fleet.onbox import data_label, parity_row, prepare, receive_all, ship_input
@@ -172,6 +178,7 @@ def check_split(reference: Any, items: Sequence[Any], data: Any, *, address: str
     t0 = time.perf_counter()
     with connect(address, object_store_mb=object_store_mb):
         nodes = select_targets(targets)
+        where = session_address()
         infos = probe(nodes, timeout or 120.0)
         groups: dict[Any, list[tuple[TargetNode, TargetInfo]]] = {}
         for n, info in zip(nodes, infos, strict=True):
@@ -189,7 +196,7 @@ def check_split(reference: Any, items: Sequence[Any], data: Any, *, address: str
             rows += _run_group(members, ref, shipped, names, data, devices, samples, overrides, seed, timeout, wall)
     settings = {"reference": ref.name if isinstance(ref, Shipment) else str(reference), "devices": list(devices),
                 "data": data_label(data), "samples": samples, "tolerance_overrides": dict(overrides), "seed": seed,
-                "split": True, "targets": [n.name for n in nodes], "address": address or "local",
+                "split": True, "targets": [n.name for n in nodes], "address": where,
                 "timeout_s": timeout, "groups": [[n.name for n, _ in m] for m in groups.values()],
                 "target_wall_s": wall}
     models = [s.to_dict() for s in shipped] + ([ref.to_dict()] if isinstance(ref, Shipment) else [])
