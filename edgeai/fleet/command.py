@@ -10,7 +10,9 @@ function, prints its result (a table, or ``--json``), and returns the exit code:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,14 @@ from edgeai.report import render_text, to_json
 def _address(fleet: str | None) -> str | None:
     """``--fleet`` value: ``local`` (or empty) starts a local instance; anything else is HOST:PORT."""
     return None if fleet in (None, "", "local") else fleet
+
+
+@contextlib.contextmanager
+def _ray_chatter_to_stderr() -> Iterator[None]:
+    """Ray prints cluster events (a raylet died, a node was marked dead) to sys.stdout from a thread
+    of its own; while a fleet call runs they go to stderr, so stdout carries only the table or JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _print(report: Any, json_out: bool, text: str) -> None:
@@ -55,7 +65,8 @@ def parse_dims(dim: Sequence[str] | None) -> dict[str, int]:
 
 def targets(fleet: str | None = "local", *, names: str | None = None, json_out: bool = False) -> int:
     """``edgeai fleet targets [--fleet HOST:PORT] [--targets a,b] [--json]``."""
-    infos = list_targets(_address(fleet), names=names)
+    with _ray_chatter_to_stderr():
+        infos = list_targets(_address(fleet), names=names)
     if json_out:
         print(to_json({"kind": "edgeai.fleet.targets", "targets": [t.to_dict() for t in infos]}))
     else:
@@ -77,10 +88,12 @@ def bench(models: Sequence[str], *, fleet: str | None = "local", targets: str | 
           timeout: float | None = None, plot: Path | None = None, markdown: Path | None = None,
           json_out: bool = False) -> int:
     """``edgeai bench MODELS --fleet HOST:PORT|local [--targets a,b] ...``: the bench matrix on every box."""
-    report = fleet_bench(list(models), address=_address(fleet), targets=targets, devices=device or ["cpu"],
-                         precisions=list(precision or [None]), batches=parse_batches(batch), warmup=warmup,
-                         iterations=iterations, duration=duration, rounds=rounds, streams=streams, threads=threads,
-                         dims=parse_dims(dim), timeout=timeout)
+    batches, dims = parse_batches(batch), parse_dims(dim)
+    with _ray_chatter_to_stderr():
+        report = fleet_bench(list(models), address=_address(fleet), targets=targets, devices=device or ["cpu"],
+                             precisions=list(precision or [None]), batches=batches, warmup=warmup,
+                             iterations=iterations, duration=duration, rounds=rounds, streams=streams,
+                             threads=threads, dims=dims, timeout=timeout)
     _write(report, plot, markdown)
     _print(report, json_out, "" if json_out else fleet_text(report))
     return 0 if report.passed else 1
@@ -92,9 +105,10 @@ def check(models: Sequence[str], *, reference: str, fleet: str | None = "local",
           min_top1: float | None = None, split: bool = False, timeout: float | None = None,
           plot: Path | None = None, markdown: Path | None = None, json_out: bool = False) -> int:
     """``edgeai check MODELS --reference REF --fleet HOST:PORT|local [--targets a,b] [--split] ...``."""
-    report = fleet_check(reference, list(models), data, address=_address(fleet), targets=targets,
-                         devices=device or ["cpu"], samples=samples, atol=atol, rtol=rtol, min_cosine=min_cosine,
-                         min_top1=min_top1, split=split, timeout=timeout)
+    with _ray_chatter_to_stderr():
+        report = fleet_check(reference, list(models), data, address=_address(fleet), targets=targets,
+                             devices=device or ["cpu"], samples=samples, atol=atol, rtol=rtol,
+                             min_cosine=min_cosine, min_top1=min_top1, split=split, timeout=timeout)
     _write(report, plot, markdown)
     if json_out:
         _print(report, True, "")
