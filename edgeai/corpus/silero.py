@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.corpus.fetch import CorpusError, read_member
+from edgeai.corpus.inputs import add_noise, speak
 
 PACKAGE = "silero-vad"
 ONNX_MEMBER = "silero_vad/data/silero_vad_16k_op15.onnx"
@@ -157,8 +158,6 @@ def torch_step(module: Any) -> Any:
 
 def vad_example() -> tuple[Any, dict[str, np.ndarray]]:
     """The VAD and 8 real windows (speech, silence, noise) with the state carried to each one."""
-    from edgeai.corpus.inputs import add_noise, speak
-
     module = silero_vad()
     wav = np.concatenate([np.zeros(4000, np.float32), speak("The quick brown fox jumps over the lazy dog.")])
     wav = add_noise(wav, 30.0, seed=3)

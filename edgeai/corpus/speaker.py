@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.corpus.fetch import CorpusError, open_member
+from edgeai.corpus.inputs import speaker_partials
 
 PACKAGE = "resemblyzer"
 MEMBER = "resemblyzer/pretrained.pt"
@@ -59,7 +60,5 @@ def speaker_encoder() -> Any:
 
 def speaker_example() -> tuple[Any, dict[str, np.ndarray]]:
     """The encoder and 8 partial utterances: 4 espeak-ng voices x 2 sentences, 160 frames each."""
-    from edgeai.corpus.inputs import speaker_partials
-
     mels, _ = speaker_partials()
     return speaker_encoder(), {"mels": mels}

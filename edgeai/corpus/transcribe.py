@@ -25,6 +25,10 @@ import numpy as np
 
 from edgeai.corpus import whisper as W
 from edgeai.corpus.fetch import read_member
+from edgeai.corpus.inputs import whisper_features
+from edgeai.corpus.registry import get
+from edgeai.runtimes import load
+from edgeai.sources import ModelSource
 
 Encode = Callable[[np.ndarray], np.ndarray]
 Step = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, dict[str, np.ndarray]]]
@@ -100,8 +104,6 @@ def torch_backend(model: Any = None) -> tuple[Encode, Step]:
 
 def onnx_backend(folder: str | Path, device: str = "cpu") -> tuple[Encode, Step]:
     """``encode`` and ``step`` over ``encoder.onnx`` / ``decoder.onnx`` loaded with ``edgeai.load``."""
-    from edgeai.runtimes import load
-
     folder = Path(folder)
     enc = load(folder / "encoder.onnx", device)
     dec = load(folder / "decoder.onnx", device)
@@ -121,8 +123,6 @@ def onnx_backend(folder: str | Path, device: str = "cpu") -> tuple[Encode, Step]
 def transcribe(backend: tuple[Encode, Step], wavs: Sequence[np.ndarray], runtime: str = "",
                batch_size: int = 4) -> Transcripts:
     """Transcripts of 16 kHz waveforms (batched ``batch_size`` at a time)."""
-    from edgeai.corpus.inputs import whisper_features
-
     tok = W.tokenizer()
     ids: list[list[int]] = []
     for start in range(0, len(wavs), batch_size):
@@ -158,10 +158,7 @@ def export_whisper(folder: str | Path, *, model: Any = None, validate: bool = Tr
 
     Returns the :class:`~edgeai.exporters.generation.Seq2SeqExportResult` of the two files.
     """
-    from edgeai.corpus.registry import get
     from edgeai.exporters.generation import Seq2SeqExportResult, _export_checked
-    from edgeai.sources import ModelSource
-
     if isinstance(model, (str, Path)):
         model = W.from_pretrained(model)
     model = model if model is not None else W.whisper_model()

