@@ -15,28 +15,6 @@ from edgeai.errors import EdgeAIError
 from edgeai.report import bench_csv, bench_markdown, latency_plot, progress
 
 
-def parse_batches(text: str) -> list[int]:
-    """``"1,8,32"`` -> [1, 8, 32]."""
-    try:
-        batches = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise EdgeAIError(f"bad --batch {text!r}; expected comma-separated integers like 1,8,32") from None
-    if not batches or min(batches) < 1:
-        raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {text!r}")
-    return batches
-
-
-def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
-    """``["seq=128"]`` -> {"seq": 128}: sizes of symbolic dims other than batch."""
-    dims = {}
-    for item in items or []:
-        k, _, v = item.partition("=")
-        if not k or not v.strip().isdigit() or int(v) < 1:
-            raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
-        dims[k.strip()] = int(v)
-    return dims
-
-
 def configs_for(models: Sequence[str], devices: Sequence[str], precisions: Sequence[str | None],
                 baseline: str | None, options: dict[str, Any], static: dict[str, list[int]] | None = None,
                 streams: int = 1) -> list[BenchConfig]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgeai.cli.app import app, command, print_json
-from edgeai.cli.options import DataOpt, JsonOpt, MinCosineOpt, MinTop1Opt
+from edgeai.cli.options import (
+    DataOpt,
+    FleetOpt,
+    JsonOpt,
+    MinCosineOpt,
+    MinTop1Opt,
+    TargetsOpt,
+    TimeoutOpt,
+    refuse_with_fleet,
+    refuse_without_fleet,
+)
 
 
 @app.command()
@@ -25,6 +36,13 @@ def check(
     min_top1: MinTop1Opt = None,
     layerwise: Annotated[bool, typer.Option(help="Find the first nodes where an ONNX candidate diverges from an "
                                             "ONNX reference")] = False,
+    fleet: FleetOpt = None,
+    targets: TargetsOpt = None,
+    split: Annotated[bool, typer.Option(help="With --fleet: split --data across boxes of the same kind; the "
+                                        "merged metrics equal a single-box run")] = False,
+    timeout: TimeoutOpt = None,
+    plot: Annotated[Path | None, typer.Option(help="With --fleet: write a PNG of the per-box verdicts here")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="With --fleet: write Markdown here")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check parity of model file(s) against a reference on one or more devices (exit 1 when out of tolerance).
@@ -34,6 +52,16 @@ def check(
     Example: edgeai check cnn.onnx cnn.int8.onnx --reference cnn.onnx --data eval.npz --device cpu --device openvino:CPU --layerwise
     """
     from edgeai import parity, summaries
+    from edgeai.fleet import command as fleet_command
+
+    if fleet is not None:
+        refuse_with_fleet({"--layerwise": layerwise})
+        raise typer.Exit(fleet_command.check(
+            models, reference=reference, fleet=fleet, targets=targets, device=device, samples=samples, data=data,
+            atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1, split=split, timeout=timeout,
+            plot=plot, markdown=markdown, json_out=json_out))
+    refuse_without_fleet({"--targets": targets, "--split": split, "--timeout": timeout, "--plot": plot,
+                          "--markdown": markdown})
 
     reports = parity.check_many(models, reference, devices=device or ["cpu"], samples=samples, data=data, atol=atol,
                                 rtol=rtol, min_cosine=min_cosine, min_top1=min_top1, layerwise=layerwise)

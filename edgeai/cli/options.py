@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,11 @@ DynamicOpt = Annotated[list[str] | None, typer.Option("--dynamic", help="NAME:AX
 TaskOpt = Annotated[str | None, typer.Option(help="transformers task for a model folder")]
 MinCosineOpt = Annotated[float | None, typer.Option(help="Tolerance: minimum output cosine")]
 MinTop1Opt = Annotated[float | None, typer.Option(help="Tolerance: minimum top-1 agreement (0-1)")]
+FleetOpt = Annotated[str | None, typer.Option("--fleet", help="Run on every target box of a Ray cluster: HOST:PORT, "
+                                              "or 'local' to start one here")]
+TargetsOpt = Annotated[str | None, typer.Option("--targets", help="With --fleet: only these boxes, e.g. a,b")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="With --fleet: seconds before a box's row is "
+                                                  "marked failed")]
 ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static "
                                                     "shape NAME:1x128 (needed for NPU)")]
 
@@ -90,3 +96,38 @@ def refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o
         if item and Path(item).resolve() == out:
             raise EdgeAIError(f"{option} {output} is one of this command's inputs ({item}); inputs are never "
                               "overwritten: choose another output path")
+
+
+def parse_batches(text: str) -> list[int]:
+    """``"1,8,32"`` -> [1, 8, 32]."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise EdgeAIError(f"bad --batch {text!r}; expected comma-separated integers like 1,8,32") from None
+    if not batches or min(batches) < 1:
+        raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {text!r}")
+    return batches
+
+
+def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
+    """``["seq=128"]`` -> {"seq": 128}: sizes of symbolic dims other than batch."""
+    dims = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        if not k or not v.strip().isdigit() or int(v) < 1:
+            raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
+        dims[k.strip()] = int(v)
+    return dims
+
+
+def refuse_with_fleet(given: dict[str, object]) -> None:
+    """Options the fleet path does not take are refused, not silently dropped."""
+    bad = [flag for flag, value in given.items() if value not in (None, False, [], ())]
+    if bad:
+        raise EdgeAIError(f"--fleet does not take {', '.join(bad)}; drop them, or run without --fleet")
+
+
+def refuse_without_fleet(given: dict[str, object]) -> None:
+    bad = [flag for flag, value in given.items() if value not in (None, False, [], ())]
+    if bad:
+        raise EdgeAIError(f"{', '.join(bad)} only apply with --fleet HOST:PORT (or --fleet local)")
