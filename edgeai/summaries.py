@@ -177,6 +177,10 @@ def print_devices(data: dict[str, Any]) -> None:
     c.print(f"  features: {', '.join(cpu['features']) or 'none detected'}  (VNNI: {cpu['vnni']}, bf16: {cpu['bf16']})")
     c.print("engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
     c.print("devices: " + ", ".join(data["devices"]))
+    described = data.get("device_strings") or {}
+    width = max(map(len, described), default=0)
+    for name, what in described.items():
+        c.print(f"  {name:<{width}}  {what}", soft_wrap=True)
 
 
 def print_demo(results: dict[str, Any]) -> None:
