@@ -86,7 +86,7 @@ def latency_panel(ax: Any, labels: Sequence[str], runs: Sequence[Any], colors: S
 
 def speedup_panel(ax: Any, ys: Sequence[float], values: Sequence[float | None],
                   intervals: Sequence[tuple[float, float] | None], baseline_rows: Sequence[float],
-                  height: float = 0.6) -> None:
+                  height: float = 0.6, tags: Sequence[str] | None = None) -> None:
     """Bars from 1x to each speed-up on a log axis, the 95% interval as an error bar, the value written.
 
     Green: the interval lies above 1 (faster); red: below 1 (slower); grey: it straddles 1, so the
@@ -95,18 +95,19 @@ def speedup_panel(ax: Any, ys: Sequence[float], values: Sequence[float | None],
     shown = [v for v in values if v]
     spans = [x for iv in intervals if iv for x in iv if x and math.isfinite(x)] + shown + [1.0]
     lo, hi = min(spans), max(spans)
-    for y, v, iv in zip(ys, values, intervals, strict=True):
+    for k, (y, v, iv) in enumerate(zip(ys, values, intervals, strict=True)):
+        tag = f"{tags[k]}: " if tags else ""
         if y in baseline_rows:
-            ax.text(1.0, y, " baseline", fontsize=7, va="center", ha="left", color="dimgrey")
+            ax.text(1.0, y, f" {tag}baseline", fontsize=7, va="center", ha="left", color="dimgrey")
             continue
         if not v:
-            ax.text(1.0, y, " n/a", fontsize=7, va="center", color="tab:red")
+            ax.text(1.0, y, f" {tag}n/a", fontsize=7, va="center", color="tab:red")
             continue
         color = "lightgrey"
         if iv:
             color = "tab:green" if iv[0] > 1 else "tab:red" if iv[1] < 1 else "lightgrey"
         ax.barh(y, v - 1.0, left=1.0, height=height, color=color, edgecolor="dimgrey", linewidth=0.5)
-        text = f"{v:.2f}x"
+        text = f"{tag}{v:.2f}x"
         if iv:
             ax.errorbar([v], [y], xerr=[[max(v - iv[0], 0)], [max(iv[1] - v, 0)]], fmt="none", ecolor="black",
                         capsize=2, linewidth=0.8)
@@ -216,17 +217,18 @@ def latency_plot(result: Any, path: str | Path | None, title: str = "edgeai benc
         result.speedup(r) is not None for r in ok if r.name != baseline)
     if has_speedup:
         def draw_speedup(ax: Any) -> None:
-            ys, vals, ivs, base_rows = [], [], [], []
+            ys, vals, ivs, base_rows, tags = [], [], [], [], []
             for i, n in enumerate(names):
                 for k, b in enumerate(batches):
                     r = cells.get((n, b))
                     ys.append(y(i, k))
+                    tags.append(f"b{b}")
                     vals.append(result.speedup(r) if r is not None and r.status == "ok" else None)
                     ivs.append(result.speedup_interval(r) if r is not None and hasattr(result, "speedup_interval")
                                else None)
                     if n == baseline:
                         base_rows.append(y(i, k))
-            speedup_panel(ax, ys, vals, ivs, base_rows, height=band * 0.9)
+            speedup_panel(ax, ys, vals, ivs, base_rows, height=band * 0.9, tags=tags if nb > 1 else None)
         panels.append((f"speed-up vs {baseline} (p50, same batch)", draw_speedup))
 
     def grouped(ax: Any, value: Callable[[Any], float | None], fmt: Callable[[float], str], xlabel: str,
