@@ -30,6 +30,7 @@ from edgeai.machine import (
     peak_rss_mb,
     physical_cores,
 )
+from edgeai.onnxfile import save_onnx
 from edgeai.runtimes import load, parse_device
 from edgeai.specs import make_inputs
 from edgeai.speedup import speedup_interval
@@ -262,8 +263,6 @@ def _warm_up_engine(device: str) -> None:
 
     import onnx
     from onnx import TensorProto, helper
-
-    from edgeai.onnxfile import save_onnx
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])

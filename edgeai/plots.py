@@ -211,6 +211,8 @@ def latency_plot(result: Any, path: str | Path | None, title: str = "edgeai benc
     panels: list[Panel] = []
     for b in batches:
         runs = [cells.get((n, b)) for n in names]
+        if not any(r is not None and r.status == "ok" for r in runs):
+            continue  # nothing ran at this batch size: the notes say why, no empty panel
         panels.append((f"latency at batch {b}", lambda ax, runs=runs: latency_panel(ax, names, runs)))
     baseline = getattr(result, "baseline", None)
     has_speedup = hasattr(result, "speedup") and len(names) > 1 and any(
