@@ -111,7 +111,7 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
         write_text(markdown, bench_markdown(result))
         written.append(str(markdown))
     if plot:
-        latency_plot(result.reports, plot, title=f"edgeai bench ({result.machine['cpu']['model']}, "
+        latency_plot(result, plot, title=f"edgeai bench ({result.machine['cpu']['model']}, "
                                                  f"{options['threads']} threads)")
         written.append(str(plot))
     return BenchRun(result, comparison, written)

@@ -36,15 +36,17 @@ from edgeai.exporters import ExportResult, export
 from edgeai.feeds import Feeds, evaluation_feeds
 from edgeai.onnxfile import copy_onnx_file, data_file, graph_precision, io_specs, load_proto
 from edgeai.parity import ParityReport, Tolerance, compare
+from edgeai.plots import bundle_plot
 from edgeai.quantization import MODES as QMODES
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
 from edgeai.registry import module_available
-from edgeai.report import latency_plot, progress, report_markdown, to_json
+from edgeai.report import progress, report_markdown, to_json
 from edgeai.runtimes import devices as available
 from edgeai.runtimes import load, load_bundle, parse_device
 from edgeai.runtimes.base import Model
 from edgeai.sources import resolve
 from edgeai.specs import TensorSpec, apply_dynamic_axes
+from edgeai.speedup import estimate_from_rounds
 
 __all__ = ["deploy", "DeployResult", "Bundle", "Variant", "load_bundle", "describe_bundle", "report_markdown", "MODES"]
 
@@ -408,10 +410,15 @@ class _Pipeline:
                     entry["latency"][device] = {"status": r.status}
                     continue
                 base = by_name.get(f"fp32@{device}")
+                interval = None
+                if base is not None and base is not r and base.status == "ok" and len(r.round_p50_ms) >= 2:
+                    est = estimate_from_rounds(base.round_p50_ms, r.round_p50_ms)
+                    interval = [round(est.low, 3), round(est.high, 3)]
                 entry["latency"][device] = {
                     "batch": r.batch, "p50_ms": round(r.latency.p50, 4), "p90_ms": round(r.latency.p90, 4),
                     "p99_ms": round(r.latency.p99, 4), "runs": r.latency.n, "items_per_s": round(r.throughput, 1),
                     "speedup_vs_fp32": round(base.latency.p50 / r.latency.p50, 3) if base and base.latency else None,
+                    "speedup_interval": interval,  # 95%, over the interleaved rounds' p50 ratios
                     "ran_on": f"{r.runtime.get('engine')} {r.runtime.get('engine_version')} on "
                               f"{','.join(r.runtime.get('devices_in_effect', []))}",
                     "precision_in_effect": r.runtime.get("precision"), "threads": r.runtime.get("threads")}
@@ -462,8 +469,7 @@ class _Pipeline:
 
     def write(self, manifest: dict[str, Any]) -> None:
         with contextlib.suppress(ImportError):  # matplotlib is an extra; the report says so if missing
-            latency_plot(self.matrix.reports, self.work / "report.png",
-                         title=f"edgeai deploy: {manifest['source']['source']}, batch 1")
+            bundle_plot(manifest, self.matrix.reports, self.work / "report.png")
         write_text(self.work / "report.md", report_markdown(manifest, (self.work / "report.png").exists()))
         write_text(self.work / MANIFEST, to_json(manifest) + "\n")
         self.step(description="done")

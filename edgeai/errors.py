@@ -23,6 +23,10 @@ class InputMismatchError(EdgeAIError):
     """Feeds do not match the model's inputs (names, dtypes, ranks, fixed dims)."""
 
 
+class InputTypeError(InputMismatchError, TypeError):
+    """Feeds given in a form the call does not take (a dict passed positionally to ``Model(...)``)."""
+
+
 class DeviceUnavailableError(EdgeAIError):
     """The requested device or precision is not available, or another one would run instead."""
 

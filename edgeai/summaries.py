@@ -110,11 +110,17 @@ def print_bench(result: Any, comparison: Any, written: list[Any]) -> None:
 
 
 def print_generation_bench(results: list[Any], new_tokens: int, rounds: int) -> None:
-    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), r.time_to_first_token.p50,
-             r.tokens_per_s, r.step_latency.p50, r.step_latency.p90, r.step_latency.p99) for r in results]
+    def ms(v: float) -> str:
+        return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), ms(r.time_to_first_token.p50),
+             f"{r.tokens_per_s:,.1f}", ms(r.step_latency.p50), ms(r.step_latency.p90), ms(r.step_latency.p99))
+            for r in results]
     console().print(table(f"generation: {new_tokens} new tokens after an 8-token prompt, {rounds} rounds",
                           ["config", "engine", "precision", "time to first token ms", "tokens/s", "step p50 ms",
                            "step p90 ms", "step p99 ms"], rows))
+    console().print("tokens/s: tokens after the first / the time of their decode steps (median over rounds); "
+                    "time to first token: the prompt's forward pass")
 
 
 def print_model_file(data: dict[str, Any]) -> None:
@@ -171,6 +177,10 @@ def print_devices(data: dict[str, Any]) -> None:
     c.print(f"  features: {', '.join(cpu['features']) or 'none detected'}  (VNNI: {cpu['vnni']}, bf16: {cpu['bf16']})")
     c.print("engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
     c.print("devices: " + ", ".join(data["devices"]))
+    described = data.get("device_strings") or {}
+    width = max(map(len, described), default=0)
+    for name, what in described.items():
+        c.print(f"  {name:<{width}}  {what}", soft_wrap=True)
 
 
 def print_demo(results: dict[str, Any]) -> None:

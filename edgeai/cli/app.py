@@ -40,9 +40,20 @@ def _main(
     state["debug"] = state["debug"] or debug
 
 
+_SHOWN: set[str] = set()  # warnings already printed by this process: each is said once
+
+
 def echo_warning(text: str) -> None:
-    """A warning is one ``warning:`` line on stderr, without edgeai's own ``edgeai:`` prefix."""
-    typer.echo(f"warning: {text[len('edgeai: '):] if text.startswith('edgeai: ') else text}", err=True)
+    """A warning is one ``warning:`` line on stderr, without edgeai's own ``edgeai:`` prefix, once.
+
+    The "once" filters are not enough alone: a library that adds a warnings filter while a command
+    runs (several do, on import) resets Python's record of what was shown.
+    """
+    line = f"warning: {text[len('edgeai: '):] if text.startswith('edgeai: ') else text}"
+    if line in _SHOWN:
+        return
+    _SHOWN.add(line)
+    typer.echo(line, err=True)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,

@@ -87,10 +87,22 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     task = read_metadata(proto).get("task")
     del proto
     if mode == "auto":
-        return quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
-                             eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
+        result = quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
+                               eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
+        return _named(result, dst)
     return _quantize_one(src, dst, mode, specs, task, calibration, device, tolerance, eval_inputs, eval_samples,
                          force, latency, options)
+
+
+def _named(result: QuantizeResult, dst: Path) -> QuantizeResult:
+    """The verdict names the file the user asked for, not the candidate file auto measured it as."""
+    import dataclasses
+
+    parity = result.parity  # (when auto keeps FP32, dst is a copy of the source it measured)
+    if parity is None or parity.candidate.get("model") in (None, str(dst)):
+        return result
+    return dataclasses.replace(result, parity=dataclasses.replace(
+        parity, candidate={**parity.candidate, "model": str(dst)}))
 
 
 def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str | None, calibration: Any,

@@ -55,6 +55,12 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
         return model
     req = parse_device(device)
     prec = parse_precision(precision)
+    if req.engine == "torch" and isinstance(path, (str, os.PathLike)) and (
+            str(path).endswith(".onnx") or is_bundle(path)):
+        raise EdgeAIError(f"device 'torch' runs a model's PyTorch original (zoo:NAME, pkg.mod:factory, a "
+                          f"transformers folder), not an exported file like {os.fspath(path)!r}. Run the file on "
+                          f"{' or '.join(devices()) or 'cpu'}; to compare it with its PyTorch original use "
+                          f"`edgeai check {os.fspath(path)} --reference zoo:NAME` (or edgeai.compare)")
     if req.engine != "torch" and is_bundle(path):
         return load_bundle(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
     if req.engine != "torch" and not isinstance(path, (str, os.PathLike)):

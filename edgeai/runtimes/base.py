@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeai.errors import InputMismatchError, NonFiniteOutputError
+from edgeai.errors import InputMismatchError, InputTypeError, NonFiniteOutputError
 from edgeai.specs import TensorSpec
 
 # Casts that never lose information a model could care about; anything else needs allow_cast.
@@ -182,7 +182,13 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.source or '?'}, {self._info.summary()})"
 
-    def __call__(self, **feeds: Any) -> dict[str, np.ndarray]:
+    def __call__(self, *args: Any, **feeds: Any) -> dict[str, np.ndarray]:
+        """``model(pixel_values=x)``: feeds as keyword arguments (a dict goes to :meth:`run`)."""
+        if args:
+            given = type(args[0]).__name__
+            raise InputTypeError(f"Model(...) takes feeds as keyword arguments, e.g. model({self.inputs[0].name}=x); "
+                                 f"got {len(args)} positional argument(s) ({given}). For a dict of feeds use "
+                                 "model.run(feeds) or model(**feeds)")
         return self.run(feeds)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -265,7 +271,7 @@ class Model:
             return arr.astype(arr.dtype.newbyteorder("="))
         if self.allow_cast and (arr.dtype.name, spec.dtype) in _SAFE_CASTS:
             return arr.astype(spec.dtype)
-        hint = (f"load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
+        hint = (f"or, in Python, load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
                 if (arr.dtype.name, spec.dtype) in _SAFE_CASTS else "this cast can lose information")
         raise InputMismatchError(
             f"input {spec.name!r} expects {spec.dtype} {spec.shape_str()}; got {arr.dtype} {list(arr.shape)} — "

@@ -64,6 +64,21 @@ def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLi
     return entry, "hit" if entry.exists() else "miss"
 
 
+# Options of other engines, as the CLI spells them: a user who gave one should hear which engine takes it.
+_OPENVINO_ONLY = {"static_shapes": "--shape", "streams": "--streams", "hint": "hint"}
+
+
+def _unknown_options(device: str, unknown: dict[str, Any]) -> str:
+    foreign = [k for k in sorted(unknown) if k in _OPENVINO_ONLY]
+    if foreign:
+        said = ", ".join(f"{_OPENVINO_ONLY[k]} ({k}=)" if _OPENVINO_ONLY[k] != k else f"{k}=" for k in foreign)
+        return (f"{said} is an OpenVINO-only option: it does not apply to device {device!r} (onnxruntime), which "
+                "runs any shape the model's dynamic axes allow. Drop it for this device, or use an openvino "
+                "device (e.g. --device openvino:CPU)")
+    return (f"unknown option(s) for onnxruntime: {sorted(unknown)}; known: threads, optimization, cache_dir, "
+            "precision, fallback")
+
+
 class OnnxRuntimeRuntime:
     """One ``InferenceSession``. ``session.run`` is thread-safe, so no lock is needed."""
 
@@ -75,8 +90,7 @@ class OnnxRuntimeRuntime:
                  threads: int | None = None, optimization: str = "all", cache_dir: str | None = None,
                  precision: str = "f32", fallback: bool = False, **unknown: Any):
         if unknown:
-            raise EdgeAIError(f"unknown option(s) for onnxruntime: {sorted(unknown)}; "
-                              "known: threads, optimization, cache_dir, precision, fallback")
+            raise EdgeAIError(_unknown_options(device, unknown))
         if optimization not in _OPT_LEVELS:
             raise EdgeAIError(f"unknown optimization level {optimization!r}; use one of {list(_OPT_LEVELS)}")
         proto = load_proto(path)
@@ -94,7 +108,7 @@ class OnnxRuntimeRuntime:
                 raise DeviceUnavailableError(
                     f"device {device!r} needs {wanted}, which this onnxruntime build does not have "
                     f"(onnxruntime {ort.__version__}, providers {ort.get_available_providers()}). Devices here: "
-                    f"{devices()}. Install edgeai[gpu] for CUDA, or pass fallback=True to run on cpu.")
+                    f"{devices()}. Install edgeai[gpu] for CUDA, or pass --fallback (fallback=True in Python) to run on cpu.")
         providers: list[Any] = []
         if wanted not in ort.get_available_providers():
             pass  # fallback=True: CPU only; the mismatch below records it
@@ -143,7 +157,7 @@ class OnnxRuntimeRuntime:
             msg = (f"asked for {device!r} ({wanted}) but onnxruntime would run on {active[0]}; likely cause: "
                    f"{_LIKELY_CAUSE.get(wanted, 'provider failed to initialize')}")
             if not fallback:
-                raise DeviceUnavailableError(msg + ". Pass fallback=True to accept cpu.")
+                raise DeviceUnavailableError(msg + ". Pass --fallback (fallback=True in Python) to accept cpu.")
             self._fallback = msg
         self._active = tuple(active)
         self._threads = threads or so.intra_op_num_threads or os.cpu_count()
