@@ -12,6 +12,7 @@ from edgeai.atomic import write_text
 from edgeai.bench import BenchConfig, MatrixResult, bench_matrix, physical_cores
 from edgeai.benchcompare import Comparison, compare_runs, read_bench_json
 from edgeai.errors import EdgeAIError
+from edgeai.readset import check_output, in_scope
 from edgeai.report import bench_csv, bench_markdown, latency_plot, progress
 
 
@@ -90,6 +91,7 @@ class BenchRun:
         return data
 
 
+@in_scope
 def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batches: Sequence[int] = (1,),
               precisions: Sequence[str | None] = (None,), warmup: int = 10, iterations: int | None = None,
               duration: float | None = None, rounds: int = 5, streams: int = 1, baseline: str | None = None,
@@ -120,6 +122,9 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
         options["cache_dir"] = str(cache_dir)
     configs = configs_for(models, devices, precisions, baseline, options, static_shapes, streams)
     old = read_bench_json(compare_to) if compare_to else None  # fail on a bad file before the long run
+    for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
+        if written is not None:  # every model (its data files, its bundle folder) is read by now
+            check_output(written, option)
     with progress("bench", total=len(configs) + len(configs) * len(batches) * max(rounds, 1)) as advance:
         result = bench_matrix(configs, batches, warmup=warmup, iterations=iterations, duration=duration,
                               rounds=rounds, streams=streams, dims=dims or {}, on_step=advance)
