@@ -76,6 +76,27 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def check_destination(dst: str | os.PathLike, *, kind: str = "file") -> None:
+    """Refuse, before any work, a destination that cannot be written: a folder where a file is
+    wanted (``kind="file"``), a file where a folder is (``"folder"``), a path under a regular file,
+    or a name the file system refuses (too long). ``kind="any"`` checks only the last two.
+
+    Raises:
+        EdgeAIError / WriteError: what is wrong with ``dst``; nothing was written.
+    """
+    dst = Path(dst)
+    try:
+        if kind == "file" and dst.is_dir():
+            raise EdgeAIError(f"cannot write {dst}: it is a folder; give a file path")
+        if kind == "folder" and dst.exists() and not dst.is_dir():
+            raise EdgeAIError(f"cannot write {dst}: it is a file; the output is a folder")
+        parent = next((p for p in dst.parents if p.exists()), None)
+    except OSError as e:  # ENAMETOOLONG, ELOOP, EACCES on a parent
+        raise WriteError(dst, e) from e
+    if parent is not None and not parent.is_dir():
+        raise EdgeAIError(f"cannot write {dst}: {parent} is a file, not a folder")
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path in ``dst``'s folder; on success rename it over ``dst``, else delete it.
@@ -87,11 +108,7 @@ def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[P
     """
     dst = Path(dst)
     check_output(dst)
-    if dst.is_dir():
-        raise EdgeAIError(f"cannot write {dst}: it is a folder; give a file path")
-    parent = next((p for p in dst.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise EdgeAIError(f"cannot write {dst}: {parent} is a file, not a folder")
+    check_destination(dst)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp_path = _create_temp(dst, suffix or dst.suffix or ".tmp")

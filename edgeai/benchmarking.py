@@ -3,6 +3,7 @@ writes, and the comparison with an earlier run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
                     raise EdgeAIError(f"{option} {written} is one of this command's inputs ({m}); inputs are never "
                                       "overwritten: choose another output path")
     options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise EdgeAIError(f"--cache-dir {cache_dir} is a file; give a folder (it is created if missing)")
     if cache_dir:
         options["cache_dir"] = str(cache_dir)
     configs = configs_for(models, devices, precisions, baseline, options, static_shapes, streams)

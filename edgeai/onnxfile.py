@@ -4,10 +4,10 @@ the one way a model is written: atomically, with a ``<name>.data`` file when it 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 import warnings
 from collections import Counter
@@ -66,18 +66,20 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = False, dat
 
 
 def _read_model_bytes(p: Path) -> bytes:
-    if not os.path.lexists(p) and "\0" not in str(p):
-        raise ModelLoadError(f"model file not found: {p}")
-    with contextlib.suppress(OSError, ValueError):
-        if p.is_dir():
-            raise ModelLoadError(f"{p} is a folder, not an ONNX file (a bundle folder needs manifest.json)")
-    st = regular_file(p, "model file", ModelLoadError)
-    if st.st_size == 0:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {p}") from None
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte, a symlink loop, a permission
+        raise ModelLoadError(f"cannot read model file {str(p)[:120]!r}: {getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelLoadError(f"{p} is a folder, not an ONNX file (a bundle folder needs manifest.json)")
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with `edgeai export`")
     if st.st_size > ONNX_PROTOBUF_LIMIT:
         raise ModelLoadError(f"{p} is {st.st_size} bytes, over the 2 GiB a protobuf message can hold; it is not a "
                              "valid ONNX file (large models keep their weights in external data)")
-    with open_regular(p, "model file", ModelLoadError) as f:
+    with open_regular(p, "model file", ModelLoadError) as f:  # FIFOs, devices and sockets are refused here
         return f.read()
 
 

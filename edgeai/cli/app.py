@@ -77,9 +77,14 @@ def _declared_inputs(kwargs: dict[str, Any]) -> list[str]:
     return found
 
 
-def guard_outputs(kwargs: dict[str, Any]) -> None:
+# What -o/--out names, per command: deploy and demo write folders, export a file or (seq2seq) a folder.
+_OUTPUT_KINDS = {"deploy": "folder", "demo": "folder", "export": "any"}
+
+
+def guard_outputs(kwargs: dict[str, Any], command: str = "") -> None:
     """Note every input a command names (bundles as folders, models with their external data), then
     refuse any output option that would overwrite one: before any work, not after it."""
+    from edgeai.atomic import check_destination
     from edgeai.bundle import is_bundle
     from edgeai.errors import ModelLoadError
     from edgeai.onnxfile import load_proto
@@ -97,6 +102,8 @@ def guard_outputs(kwargs: dict[str, Any]) -> None:
         value = kwargs.get(name)
         if isinstance(value, (str, os.PathLike)):
             check_output(value, flag)
+            kind = _OUTPUT_KINDS.get(command, "file") if name in ("output", "out") else "file"
+            check_destination(value, kind=kind)
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,7 +121,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         report.set_quiet(bool(kwargs.get("json_out")))
         try:
             with warnings.catch_warnings(), readset.scope():
-                guard_outputs(kwargs)
+                guard_outputs(kwargs, fn.__name__)
                 if not state["debug"]:  # one 'warning:' line, not Python's file:line + source echo
                     warnings.showwarning = _show_warning
                 warnings.simplefilter("default" if state["debug"] else "ignore")

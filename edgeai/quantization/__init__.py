@@ -8,7 +8,7 @@ accuracy-aware search over those). No mode hands out a file that failed its pari
 
 from __future__ import annotations
 
-from edgeai.atomic import atomic_path
+from edgeai.atomic import atomic_path, check_destination
 from edgeai.onnxfile import (
     graph_precision,
     io_specs,
@@ -81,6 +81,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")
     proto = load_proto(src)  # notes src and its external data as this call's inputs
     check_output(dst)  # dst may not be one of them (a hard link, a symlink, src's .data file): fail before the work
+    check_destination(dst)  # nor a folder, nor under a regular file
     precision = graph_precision(proto)
     if precision != "f32":
         meta = read_metadata(proto).get("quantization", {})
