@@ -317,6 +317,7 @@ class Bundle:
         """The manifest plus the integrity of each file right now (what ``edgeai info`` shows)."""
         shown = {k: v for k, v in self.manifest.items() if v is not None or k not in _SHOWN_DEFAULTS}
         shown = {**_SHOWN_DEFAULTS, **shown}
+        shown["source"] = {"source": "unknown", **shown["source"]}  # found by benchmarks/fuzz.py
         shown["inputs"] = [s.to_dict() for s in self.inputs]
         shown["outputs"] = [s.to_dict() for s in self.outputs]
         return {**shown, "path": str(self.path), "integrity": self.verify_all(), "read_notes": self.notes}

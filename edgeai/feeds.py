@@ -185,6 +185,9 @@ def _header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
                                  "allow_pickle=False, which cannot load them: save plain numeric arrays")
     if dtype.kind not in "biufc":
         raise InputMismatchError(f"{where} holds {dtype} values, not numbers; save a numeric array")
+    if any(int(d) < 0 for d in shape):  # found by benchmarks/fuzz.py: numpy multiplies them, and overflows
+        raise InputMismatchError(f"{where}: its header declares a negative dimension {list(shape)}; the file is "
+                                 "damaged")
     return tuple(int(d) for d in shape), dtype
 
 
