@@ -52,7 +52,9 @@ def console(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The installed ``edgeai`` console script (``python -m edgeai`` where none is installed)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="200")
     cmd = [str(CONSOLE)] if CONSOLE.exists() else [sys.executable, "-m", "edgeai"]
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    result = subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    assert "error: unexpected" not in result.stderr, result.stderr[-2000:]  # always a bug in edgeai
+    return result
 
 
 def snapshot(folder: Path) -> dict[str, str]:
