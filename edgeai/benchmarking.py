@@ -3,6 +3,7 @@ writes, and the comparison with an earlier run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from edgeai.atomic import write_text
 from edgeai.bench import BenchConfig, MatrixResult, bench_matrix, physical_cores
 from edgeai.benchcompare import Comparison, compare_runs, read_bench_json
 from edgeai.errors import EdgeAIError
+from edgeai.readset import check_output, in_scope
 from edgeai.report import bench_csv, bench_markdown, latency_plot, progress
 
 
@@ -68,6 +70,7 @@ class BenchRun:
         return data
 
 
+@in_scope
 def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batches: Sequence[int] = (1,),
               precisions: Sequence[str | None] = (None,), warmup: int = 10, iterations: int | None = None,
               duration: float | None = None, rounds: int = 5, streams: int = 1, baseline: str | None = None,
@@ -94,10 +97,15 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
                     raise EdgeAIError(f"{option} {written} is one of this command's inputs ({m}); inputs are never "
                                       "overwritten: choose another output path")
     options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise EdgeAIError(f"--cache-dir {cache_dir} is a file; give a folder (it is created if missing)")
     if cache_dir:
         options["cache_dir"] = str(cache_dir)
     configs = configs_for(models, devices, precisions, baseline, options, static_shapes, streams)
     old = read_bench_json(compare_to) if compare_to else None  # fail on a bad file before the long run
+    for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
+        if written is not None:  # every model (its data files, its bundle folder) is read by now
+            check_output(written, option)
     with progress("bench", total=len(configs) + len(configs) * len(batches) * max(rounds, 1)) as advance:
         result = bench_matrix(configs, batches, warmup=warmup, iterations=iterations, duration=duration,
                               rounds=rounds, streams=streams, dims=dims or {}, on_step=advance)

@@ -64,6 +64,16 @@ class WriteError(EdgeAIError):
         super().__init__(f"cannot write {dst}: {what}; nothing was written ({hint})")
 
 
+class FileAccessError(EdgeAIError):
+    """The operating system refused a file operation (a name too long, a permission, a device
+    error) somewhere edgeai has no more specific error for. Exit code 2."""
+
+
+class OutputOverlapError(EdgeAIError):
+    """An output path names one of the command's inputs (or lies inside a bundle it reads); nothing
+    was written. Exit code 2."""
+
+
 class ExportValidationError(ExportError):
     """An exporter produced a graph, but it does not match PyTorch: a failed check, exit code 1."""
 

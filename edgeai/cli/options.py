@@ -90,12 +90,17 @@ def require_matplotlib(option: str) -> None:
 
 
 def refuse_overwriting_inputs(output: Path, inputs: list[str], option: str = "-o") -> None:
-    """An output path naming the model or an input file would destroy it: inputs are never modified."""
-    out = Path(output).resolve()
-    for item in inputs:
-        if item and Path(item).resolve() == out:
-            raise EdgeAIError(f"{option} {output} is one of this command's inputs ({item}); inputs are never "
-                              "overwritten: choose another output path")
+    """An output path naming the model or an input file would destroy it: inputs are never modified.
+
+    The command wrapper already refuses outputs over any input a command names (by path and inode,
+    external data and bundle folders included); this adds ``inputs`` to the command's read set."""
+    from edgeai.readset import check_output, note_read, scope
+
+    with scope():
+        for item in inputs:
+            if item:
+                note_read(item)
+        check_output(output, option)
 
 
 def parse_batches(text: str) -> list[int]:

@@ -8,7 +8,7 @@ accuracy-aware search over those). No mode hands out a file that failed its pari
 
 from __future__ import annotations
 
-from edgeai.atomic import atomic_path
+from edgeai.atomic import atomic_path, check_destination
 from edgeai.onnxfile import (
     graph_precision,
     io_specs,
@@ -38,8 +38,10 @@ from edgeai.errors import QuantizationError, ToleranceNotMet
 from edgeai.feeds import evaluation_feeds
 from edgeai.quantization.auto import quantize_auto
 from edgeai.quantization.modes import MODES, QuantizeResult, model_size, run_mode
+from edgeai.readset import check_output, in_scope
 
 
+@in_scope
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calibration: Any = None,
              device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int = 16,
              force: bool = False, latency: bool = True, **options: Any) -> QuantizeResult:
@@ -77,7 +79,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
                                 "included: a QDQ model both engines run)")
     if src.resolve() == dst.resolve():
         raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")
-    proto = load_proto(src)
+    proto = load_proto(src)  # notes src and its external data as this call's inputs
+    check_output(dst)  # dst may not be one of them (a hard link, a symlink, src's .data file): fail before the work
+    check_destination(dst)  # nor a folder, nor under a regular file
     precision = graph_precision(proto)
     if precision != "f32":
         meta = read_metadata(proto).get("quantization", {})

@@ -68,7 +68,7 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
                           "(edgeai.export) or use device='torch' for the PyTorch reference")
     if req.engine == "openvino" and req.target.split(".")[0] not in ("AUTO", "MULTI", "HETERO") \
             and req.device not in devices() and fallback:
-        cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir")}
+        cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir", "model_bytes")}
         dropped = sorted(k for k in options if k not in cpu_options) + (["precision"] if precision else [])
         why = (f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
                + (f" without the OpenVINO-only option(s) {dropped}" if dropped else ""))
@@ -103,7 +103,10 @@ def load_bundle(path: str | os.PathLike | Bundle, device: str | DeviceRequest = 
     for note in bundle.notes:
         warnings.warn(f"edgeai: {bundle.path}: {note}", stacklevel=3)
     chosen = bundle.variant(variant) if variant else bundle.select(device)
-    model = load(bundle.verify(chosen), device, **options)
+    # The engine gets the very bytes that were hashed: no window between the check and its read.
+    file, blob, data_identity = bundle.read_verified(chosen)
+    model = load(file, device, model_bytes=blob, **options)
+    bundle.data_unchanged(data_identity)
     model.source = f"{bundle.path} [variant {chosen.name}: {chosen.file}]"
     requested = model.describe().device
     if requested not in chosen.devices and requested not in bundle.defaults:

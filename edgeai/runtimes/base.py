@@ -63,13 +63,25 @@ class Runtime(Protocol):
     def info(self) -> RuntimeInfo: ...
 
 
-def _as_array(value: Any) -> Any:
+def _as_array(value: Any, name: str = "?") -> Any:
+    """A feed as a numpy array; values numpy cannot hold are an InputMismatchError, not a crash."""
     if isinstance(value, np.ndarray):
-        return value
-    # torch tensors (CPU or CUDA) convert without importing torch here.
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
+        arr = value
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensors, without importing torch here
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            raise InputMismatchError(f"input {name!r} is a torch.bfloat16 tensor, which numpy cannot hold; cast it "
+                                     "with .float() (OpenVINO runs bf16 itself with precision='bf16')")
+        try:
+            arr = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as e:
+            raise InputMismatchError(f"input {name!r}: cannot convert a {value.dtype} tensor to numpy ({e})") from e
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError, OverflowError) as e:  # ragged lists, objects numpy cannot shape
+            raise InputMismatchError(f"input {name!r} is not a rectangular array of numbers ({str(e)[:200]}); "
+                                     "give a numpy array") from e
+    return arr
 
 
 def _is_cuda_tensor(value: Any) -> bool:
@@ -227,7 +239,7 @@ class Model:
         for name, dtype, rank, fixed, spec, shared in self._checks:
             arr = feeds[name]
             if type(arr) is not np.ndarray:
-                arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr)
+                arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr, name)
             if dtype is not None and arr.dtype != dtype:
                 arr = self._cast(spec, arr)
             if arr.ndim != rank:
