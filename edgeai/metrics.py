@@ -42,7 +42,9 @@ KINDS = ("classification", "probability", "scalar", "regression", "embedding", "
 ALIASES = {"logits": "classification", "classifier": "classification", "class": "classification",
            "prob": "probability", "probabilities": "probability", "regress": "regression",
            "embeddings": "embedding", "tokens": "sequence", "token": "sequence", "box": "boxes",
-           "detection": "boxes", "features": "hidden", "feature": "hidden", "tensor": "hidden"}
+           "detection": "boxes", "features": "hidden", "feature": "hidden", "tensor": "hidden",
+           # the corpus' names (edgeai.corpus.registry.OUTPUT_KINDS), as exported files carry them
+           "hidden-states": "hidden", "hidden_states": "hidden", "recurrent-state": "hidden", "state": "hidden"}
 
 # Pass/fail limits per kind and metric; "min_*"/"*_agreement" must be reached, the others not exceeded.
 # INT8-level defaults: loose enough for a faithful INT8 file, tight enough to catch a changed answer

@@ -139,7 +139,7 @@ def test_layerwise_refuses_what_it_cannot_compare(cnn, tmp_path):
 
 def test_check_cli_names_the_broken_layer(cli, cnn, broken):
     out = cli("check", broken, cnn, "--reference", cnn, "--device", "cpu", "--device", "openvino:CPU",
-              "--samples", "3", "--layerwise", "--json")
+              "--data", "random:3", "--layerwise", "--json")
     assert out.returncode == 1, out.stderr
     data = json.loads(out.stdout)
     assert not data["passed"] and len(data["reports"]) == (4 if "openvino:CPU" in edgeai.devices() else 2)
@@ -152,7 +152,7 @@ def test_check_cli_names_the_broken_layer(cli, cnn, broken):
             assert PERTURBED in first["params"] and first["op_type"] == "Conv"
         else:
             assert lw["first_jump"] is None
-    text = cli("check", broken, "--reference", cnn, "--samples", "2", "--layerwise")
+    text = cli("check", broken, "--reference", cnn, "--data", "random:2", "--layerwise")
     assert text.returncode == 1
     assert "FIRST JUMP" in text.stdout and "FAIL" in text.stdout
     line = next(ln for ln in text.stdout.splitlines() if ln.startswith("first divergence:"))
