@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeai.device_strings import precision_rank
 from edgeai.errors import InputMismatchError, ModelLoadError, ParityError
-from edgeai.feeds import Feeds, resolve_feeds
+from edgeai.feeds import DEFAULT_SAMPLES, Feeds, resolve_feeds  # noqa: F401 (DEFAULT_SAMPLES: edgeai.fleet uses it)
 from edgeai.layerwise import Localization, localize, onnx_source
 from edgeai.metrics import OutputJudgement, parse_kinds
 from edgeai.onnxfile import graph_precision, load_proto
