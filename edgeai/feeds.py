@@ -146,7 +146,10 @@ def evaluation_feeds(eval_inputs: Any, calibration: Any, specs: Sequence[TensorS
         if feeds.kind == "random":
             return Feeds(feeds.feeds, feeds.source, "random",
                          "parity measured on random inputs (pass eval_inputs / --data for real data)")
-        return feeds
+        # bad data fails here, before any quantization work
+        checked = tuple(check_sample(dict(f), specs, f"evaluation sample {i} from {feeds.source}")
+                        for i, f in enumerate(feeds))
+        return Feeds(checked, feeds.source, feeds.kind, feeds.note)
     if calibration is not None and not is_random(calibration):
         return Feeds(tuple(load_samples(calibration, specs, limit=n)), f"calibration data {_label(calibration)}",
                      "calibration",
