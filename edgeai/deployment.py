@@ -255,7 +255,9 @@ def _summary(report: Any) -> dict[str, Any]:
     w = report.worst
     return {"passed": report.passed, "verdict": report.verdict(), "samples": report.samples,
             "precision_in_effect": report.candidate.get("precision"), "worst_output": w.name,
-            "max_abs": w.max_abs, "cosine": w.cosine, "top1": w.top1, "tolerance": report.tolerance.to_dict()}
+            "max_abs": w.max_abs, "cosine": w.cosine, "top1": w.top1, "tolerance": report.tolerance.to_dict(),
+            # what the verdict rests on, and each output's kind (the metric that judged it)
+            "data": report.data, "warnings": list(report.warnings), "kinds": {o.name: o.kind for o in report.outputs}}
 
 
 def _engines() -> dict[str, str]:

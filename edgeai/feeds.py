@@ -84,6 +84,12 @@ def parse_random(text: str, *, default: int | None = None, what: str = "inputs")
     return int(count)
 
 
+def random_label(seed: int, batch: int = 2) -> str:
+    """How random feeds were drawn, as a report names them."""
+    return (f"random inputs (standard-normal floats, integers uniform in each input's range; batch {batch}, "
+            f"seed {seed})")
+
+
 def random_feeds(specs: Sequence[TensorSpec], n: int, *, seed: int = 0, batch: int = 2) -> list[Feed]:
     """``n`` random feeds at ``batch`` from the input specs (seeds ``seed``, ``seed + 1``, ...)."""
     if n < 1:
@@ -116,11 +122,11 @@ def resolve_feeds(source: Any, specs: Sequence[TensorSpec], *, samples: int | No
         if samples and samples < source.count:
             return Feeds(source.feeds[:samples], source.source, source.kind, source.note)
         return source
-    if isinstance(source, str) and source.startswith("random"):
-        source = parse_random(source)
+    if is_random(source):
+        source = parse_random(source, default=samples or DEFAULT_SAMPLES)
     if source is None or (isinstance(source, int) and not isinstance(source, bool)):
         n = (samples or DEFAULT_SAMPLES) if source is None else source
-        return Feeds(tuple(random_feeds(specs, n, seed=seed)), f"random inputs (batch 2, seed {seed})", "random")
+        return Feeds(tuple(random_feeds(specs, n, seed=seed)), random_label(seed), "random")
     if isinstance(source, Mapping):
         return Feeds((dict(source),), "one feed dict given in Python", "data")
     if isinstance(source, (str, os.PathLike)):
@@ -133,17 +139,26 @@ def resolve_feeds(source: Any, specs: Sequence[TensorSpec], *, samples: int | No
 
 
 def evaluation_feeds(eval_inputs: Any, calibration: Any, specs: Sequence[TensorSpec], n: int) -> Feeds:
-    """What a quantized model is judged on: ``eval_inputs``, else the first ``n`` calibration
-    samples, else ``n`` random feeds at batch 2. ``note`` says when they are not held-out data."""
+    """What a quantized model is judged on: all of ``eval_inputs`` (read by :func:`resolve_feeds`,
+    as ``edgeai check --data`` reads them, so both judge the same samples), else the first ``n``
+    calibration samples, else ``n`` random feeds at batch 2. ``note`` says when they are not
+    held-out data."""
     specs = list(specs)
     if eval_inputs is not None:
-        return Feeds(tuple(load_samples(eval_inputs, specs, limit=n)), _label(eval_inputs), "data")
+        feeds = resolve_feeds(eval_inputs, specs, seed=EVAL_SEED)
+        if feeds.kind == "random":
+            return Feeds(feeds.feeds, feeds.source, "random",
+                         "parity measured on random inputs (pass eval_inputs / --data for real data)")
+        # bad data fails here, before any quantization work
+        checked = tuple(check_sample(dict(f), specs, f"evaluation sample {i} from {feeds.source}")
+                        for i, f in enumerate(feeds))
+        return Feeds(checked, feeds.source, feeds.kind, feeds.note)
     if calibration is not None and not is_random(calibration):
         return Feeds(tuple(load_samples(calibration, specs, limit=n)), f"calibration data {_label(calibration)}",
                      "calibration",
                      "parity measured on calibration samples (pass eval_inputs / --data for held-out data)")
-    return Feeds(tuple(random_feeds(specs, n, seed=EVAL_SEED)), f"random inputs (batch 2, seed {EVAL_SEED})",
-                 "random", "parity measured on random inputs (pass eval_inputs / --data for real data)")
+    return Feeds(tuple(random_feeds(specs, n, seed=EVAL_SEED)), random_label(EVAL_SEED), "random",
+                 "parity measured on random inputs (pass eval_inputs / --data for real data)")
 
 
 def read_named_arrays(items: Iterable[str]) -> dict[str, np.ndarray]:

@@ -97,12 +97,19 @@ def _who(side: dict[str, Any]) -> str:
 
 def parity_table(report: Any) -> Any:
     """Per-output metrics of one ParityReport."""
-    rows = [(o.name, "pass" if o.passed else "FAIL", o.max_abs, o.max_rel, o.mean_abs, o.cosine, _pct(o.top1),
-             _pct(o.top5), None if o.allclose is None else ("yes" if o.allclose else "no"),
+    rows = [(o.name, "pass" if o.passed else "FAIL", o.kind or "", _task_cell(o), o.max_abs, o.max_rel, o.mean_abs,
+             o.cosine, _pct(o.top1), _pct(o.top5), None if o.allclose is None else ("yes" if o.allclose else "no"),
              "; ".join(o.failures) or "") for o in report.outputs]
-    title = f"parity: {_who(report.candidate)} vs {_who(report.reference)}, {report.samples} samples"
-    return table(title, ["output", "verdict", "max abs", "max rel", "mean abs", "cosine min", "top-1", "top-5",
-                         "allclose", "why"], rows)
+    data = report.data_description() if hasattr(report, "data_description") else f"{report.samples} samples"
+    title = f"parity: {_who(report.candidate)} vs {_who(report.reference)}, {data}"
+    return table(title, ["output", "verdict", "kind", "task metric", "max abs", "max rel", "mean abs", "cosine min",
+                         "top-1", "top-5", "allclose", "why"], rows)
+
+
+def _task_cell(o: Any) -> str:
+    """The task metrics of an output's kind, e.g. ``max_abs_diff 0.21, decision_agreement 100%``."""
+    summary = o.task_summary() if hasattr(o, "task_summary") else ""
+    return summary.split(": ", 1)[1] if ": " in summary else summary
 
 
 def check_table(reports: Sequence[Any]) -> Any:

@@ -59,6 +59,8 @@ def print_quantize(result: Any, device: str) -> None:
                       [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
                         (r["error"] or "")[:60]) for r in result.candidates]))
     c.print(result.parity.verdict())
+    for w in result.parity.warnings:
+        c.print(f"warning: {w}")
     if lat.get("speedup") is not None:
         c.print(f"speed-up vs FP32 on {device}: {lat['speedup']}x")
     if result.config:
@@ -89,9 +91,27 @@ def print_check(reports: list[Any]) -> None:
             c.print(layerwise_table(r.layerwise))
             for line in layerwise_footer(r.layerwise):
                 c.print(line)
+        for o in r.outputs:
+            for note in o.notes:
+                c.print(f"note: {o.name}: {note}")
         c.print(r.verdict())
+        for w in r.warnings:
+            c.print(f"warning: {w}")
     if len(reports) > 1:
         c.print(check_table(reports))
+    failed = sum(not r.passed for r in reports)
+    c.print(f"{len(reports) - failed} of {len(reports)} checks passed")
+
+
+def print_task_check(reports: list[Any]) -> None:
+    """``edgeai check --task``: each sample's answer where it changed, then the verdict."""
+    c = console()
+    for r in reports:
+        rows = [(i, r.reference_answers[i], r.candidate_answers[i]) for i in r.changed]
+        if rows:
+            c.print(table(f"{r.task}: answers that changed ({len(rows)} of {r.samples})", ["sample", "reference",
+                                                                                          "candidate"], rows))
+        c.print(r.verdict())
     failed = sum(not r.passed for r in reports)
     c.print(f"{len(reports) - failed} of {len(reports)} checks passed")
 

@@ -6,6 +6,9 @@
 - ``--input-spec NAME:DIMS[:DTYPE]``: declare an input of a source that has no specs (``export``,
   ``deploy``); ``--input`` is its old spelling there, kept hidden for one release. In ``run``,
   ``--input NAME=file.npy`` gives one input's values.
+- ``--output-kind NAME=KIND`` (repeatable): what an output is, so the verdict judges it by the
+  metric of that kind (classification, probability, scalar, regression, embedding, sequence,
+  boxes, hidden); ``--threshold METRIC=VALUE`` (repeatable) sets a task metric's limit.
 - ``--device``, ``--precision``, ``--samples``, ``--min-cosine``, ``--min-top1``, ``--json``,
   ``-o/--output``: the same meaning in every command.
 """
@@ -40,6 +43,12 @@ FleetOpt = Annotated[str | None, typer.Option("--fleet", help="Run on every targ
 TargetsOpt = Annotated[str | None, typer.Option("--targets", help="With --fleet: only these boxes, e.g. a,b")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="With --fleet: seconds before a box's row is "
                                                   "marked failed")]
+OutputKindOpt = Annotated[list[str] | None, typer.Option(
+    "--output-kind", help="What an output is, NAME=KIND (repeat per output): classification, probability, scalar, "
+    "regression, embedding, sequence, boxes or hidden; it is judged by that kind's metric")]
+ThresholdOpt = Annotated[list[str] | None, typer.Option(
+    "--threshold", help="A task metric's limit, METRIC=VALUE (repeat), e.g. max_abs_diff=0.05, "
+    "relative_max_error=0.1, top1_agreement=0.98")]
 ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static "
                                                     "shape NAME:1x128 (needed for NPU)")]
 
@@ -52,6 +61,27 @@ def alias(new: str, new_value: object, old: str, old_value: object) -> object:
         raise EdgeAIError(f"{old} is the old spelling of {new}; give only {new}")
     echo_warning(f"{old} is renamed {new}; the old spelling goes away in the next release")
     return old_value
+
+
+def task_limits(output_kind: list[str] | None, threshold: list[str] | None) -> dict:
+    """``--output-kind`` / ``--threshold`` as tolerance overrides: ``{"kinds": ..., "thresholds": ...}``."""
+    from edgeai.metrics import parse_kinds
+
+    out: dict = {}
+    if output_kind:
+        out["kinds"] = parse_kinds(output_kind)
+    if threshold:
+        limits = {}
+        for item in threshold:
+            name, sep, value = item.partition("=")
+            try:
+                limits[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not name.strip():
+                raise EdgeAIError(f"bad --threshold {item!r}; write METRIC=VALUE, e.g. max_abs_diff=0.05")
+        out["thresholds"] = limits
+    return out
 
 
 def parse_shapes(shapes: list[str] | None) -> dict[str, list[int]] | None:

@@ -21,6 +21,7 @@ from edgeai.quantization.measure import (
     latencies,
     load_on,
     parity_on,
+    parity_record,
     quiet_ort_quantization,
     resolve_tolerance,
     timing_feed,
@@ -137,12 +138,10 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
                             iterations=60, rounds=3)
             timing = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": lat[mode]["p50_ms"],
                       "speedup": lat[mode]["speedup"], "batch": 1}
-        worst = parity.worst
         model = onnx.load(str(out))
         write_metadata(model, {"quantization": {
             "mode": mode, "config": config, "device": device, "tolerance": tol.to_dict(), "latency": timing,
-            "parity": {"passed": parity.passed, "verdict": parity.verdict(), "cosine": round(worst.cosine, 6),
-                       "top1": None if worst.top1 is None else round(worst.top1, 4)}}})
+            "parity": parity_record(parity)}})
         with atomic_path(dst) as tmp:
             save_onnx(model, tmp)
     return QuantizeResult(src, dst, mode, config, model_size(src), model_size(dst), parity, device,

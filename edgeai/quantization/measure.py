@@ -21,26 +21,35 @@ from edgeai.runtimes import load
 
 
 def default_tolerance(precision: str, task: str | None = None) -> Any:
-    """INT8: cosine >= 0.995 on every output, plus top-1 agreement >= 99% for classifiers.
+    """The default for ``precision``: the same one ``edgeai check`` applies to that precision in
+    effect (:meth:`Tolerance.for_precision`), so quantize and check give one verdict on one data set.
 
-    ``task`` comes from the export's metadata. A known non-classification task (feature-extraction,
-    text-generation, ...) drops the top-1 criterion: the argmax of an embedding means nothing. An
-    unknown task keeps it, and parity applies it only to classifier-shaped outputs (2-D logits).
+    INT8 and FP16 are judged by each output's task metric, by kind (top-1 for class scores,
+    decision and absolute difference for probabilities, relative error for regressions, cosine and
+    relative error for hidden states); ``task`` is not needed here: the judge reads the export's
+    task and ``output_kinds`` from the file.
     """
-    from dataclasses import replace
-
-    tol = Tolerance.for_precision(precision)
-    if task and "classification" not in task:
-        tol = replace(tol, min_top1=None)
-    return tol
+    return Tolerance.for_precision(precision)
 
 
 def resolve_tolerance(tolerance: Any, precision: str, task: str | None = None) -> Any:
-    """A Tolerance is used as given; a dict of limits (``{"min_cosine": 0.99}``) overrides only those
-    limits on the default for ``precision`` and ``task``; None is the default."""
+    """A Tolerance is used as given; a dict of limits (``{"min_cosine": 0.99}``, ``{"kinds":
+    {"logits": "classification"}}``, ``{"thresholds": {"max_abs_diff": 0.05}}``) overrides only
+    those on the default for ``precision``; None is the default."""
     if tolerance is None or isinstance(tolerance, dict):
         return default_tolerance(precision, task).with_overrides(**(tolerance or {}))
     return tolerance
+
+
+def parity_record(report: Any) -> dict[str, Any]:
+    """What a quantized file's metadata (and a bundle's manifest) keeps of a parity report: the
+    verdict, the data and sample count it rests on, the worst output's numbers, the warnings."""
+    worst = report.worst
+    return {"passed": report.passed, "verdict": report.verdict(), "data": report.data, "samples": report.samples,
+            "warnings": list(report.warnings), "cosine": round(worst.cosine, 6),
+            "top1": None if worst.top1 is None else round(worst.top1, 4),
+            "kinds": {o.name: o.kind for o in report.outputs},
+            "failures": [f"{o.name}: {f}" for o in report.outputs for f in o.failures]}
 
 
 def load_on(path: Path, device: str, what: str) -> Any:
