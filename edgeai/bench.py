@@ -332,6 +332,15 @@ class MatrixResult:
                 "results": [row(r) for r in self.reports]}
 
 
+def speedup_from_rounds(baseline_rounds_ns: Sequence[Sequence[int]],
+                        candidate_rounds_ns: Sequence[Sequence[int]]) -> SpeedupEstimate:
+    """The speed-up of a config over the baseline from their timed runs, round by round: the p50 of
+    each round, paired by round, through :func:`edgeai.speedup.estimate_from_rounds` (geometric mean
+    of per-round ratios, 95% t-interval), the estimator ``auto`` stores its decision with."""
+    return estimate_from_rounds([max(float(np.median(r)), 1.0) / 1e6 for r in baseline_rounds_ns],
+                                [max(float(np.median(r)), 1.0) / 1e6 for r in candidate_rounds_ns])
+
+
 def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequence[int] = (1,), *,
                  warmup: int = 10, iterations: int | None = None, duration: float | None = None, rounds: int = 5,
                  streams: int = 1, baseline: str | None = None, inputs: Mapping[str, Any] | None = None,
@@ -404,10 +413,7 @@ def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequ
         if ref is None:
             continue
         key = f"{cell.loaded.config.name}|{cell.batch}"
-        # Per-round p50s of the two, paired by round: edgeai.speedup's estimate and its interval.
-        est = estimate_from_rounds([max(float(np.median(r)), 1.0) / 1e6 for r in ref.rounds],
-                                   [max(float(np.median(r)), 1.0) / 1e6 for r in cell.rounds])
-        intervals[key] = est
+        intervals[key] = est = speedup_from_rounds(ref.rounds, cell.rounds)
         speedups[key] = round(est.speedup, 3)
     settings = {"warmup": warmup, "stop": rule.describe(), "stop_per_round": share.describe(), "streams": streams,
                 "batches": batches, "dims": dict(dims or {}), "configs": [c.to_dict() for c in cfgs]}

@@ -52,6 +52,11 @@ from edgeai.quantization.sensitivity import compute_nodes
 from edgeai.quantization.static import preprocess, preprocess_status
 from edgeai.runtimes import parse_device
 
+# Dynamic INT8 of the matrix multiplies and recurrent layers only: onnxruntime's ConvInteger (what
+# dynamic quantization makes of a Conv) has no fast x86 kernel and often runs slower than float
+# Conv, so a conv stem (Whisper's, a CNN's) can eat what the INT8 MatMuls win.
+NO_CONV = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
+
 
 def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate], str]:
     """The configs worth trying on this CPU and engine, and a note saying why these."""
@@ -62,7 +67,8 @@ def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate
         cands = [Candidate("static-u8s8-per-channel", "static", {**pc, "activation_type": "uint8", "reduce_range": False}),
                  Candidate("static-s8s8-per-channel", "static", {**pc, "activation_type": "int8", "reduce_range": False}),
                  Candidate("static-u8s8-per-tensor", "static", {"per_channel": False, "reduce_range": False}),
-                 Candidate("dynamic-per-channel", "dynamic", {**pc, "reduce_range": False})]
+                 Candidate("dynamic-per-channel", "dynamic", {**pc, "reduce_range": False}),
+                 Candidate("dynamic-per-channel-no-conv", "dynamic", {**pc, "reduce_range": False, "op_types": NO_CONV})]
     else:
         why = ("CPU lacks VNNI: u8s8 kernels sum pairs in int16 and can saturate, so U8S8 uses reduce_range "
                "(7-bit weights) and U8U8 is tried")
@@ -71,7 +77,9 @@ def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate
                  Candidate("static-u8u8-per-channel", "static",
                            {**pc, "activation_type": "uint8", "weight_type": "uint8", "reduce_range": False}),
                  Candidate("static-u8s8-per-tensor-reduce-range", "static", {"per_channel": False, "reduce_range": True}),
-                 Candidate("dynamic-per-channel-reduce-range", "dynamic", {**pc, "reduce_range": True})]
+                 Candidate("dynamic-per-channel-reduce-range", "dynamic", {**pc, "reduce_range": True}),
+                 Candidate("dynamic-per-channel-reduce-range-no-conv", "dynamic",
+                           {**pc, "reduce_range": True, "op_types": NO_CONV})]
     if engine == "openvino":
         # onnxruntime's QDQ of LayerNormalization's 1-D scale/bias made OpenVINO 2026.4 output zeros
         # on the zoo encoder (onnxruntime ran the same file fine): leave normalization to float there.
@@ -182,9 +190,8 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         latency = {"device": device, "fp32_p50_ms": _r(est.baseline_ms), "p50_ms": _r(est.candidate_ms),
                    "speedup": _r(est.speedup), "interval": [_r(est.low), _r(est.high)], "rounds": est.rounds,
                    "candidate": fastest.name, "shapes": {k: list(v.shape) for k, v in feed.items()}}
-        if min_speedup is not None and not decision.faster:
-            reason = (f"INT8 was not measured faster than FP32 on {device}: {fastest.name} is "
-                      f"{decision.reason()}; the FP32 model is kept")
+        keep_int8, reason = speed_verdict(decision, min_speedup, fastest.name, device)
+        if not keep_int8:
             notes.append(reason)
             parity = _write(src, dst, {**base, "chosen": "fp32", "reason": reason, "latency": latency,
                                        "coverage": None}, None, reference, device, evals, tol)
@@ -194,6 +201,7 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
                                                        "int8_speedup": latency["speedup"],
                                                        "p50_ms": latency["fp32_p50_ms"], "speedup": 1.0},
                                   coverage=None)
+        notes.append(reason)
         config = {"chosen": fastest.name, "mode": fastest.mode, **fastest.config}
         coverage = _coverage_dict(fastest.coverage)
         meta = {**base, "chosen": fastest.name, "config": config, "excluded_nodes": list(fastest.excluded),
@@ -201,6 +209,20 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
         parity = _write(fastest.path, dst, meta, fastest.parity, reference, device, evals, tol)
     return QuantizeResult(src, dst, "auto", config, model_size(src), model_size(dst), parity, device,
                           time.perf_counter() - t0, fastest.excluded, tuple(notes), rows, latency, coverage=coverage)
+
+
+def speed_verdict(decision: Any, min_speedup: float | None, name: str, device: str) -> tuple[bool, str]:
+    """Whether ``auto`` writes the INT8 candidate ``name`` given its speed decision, and why.
+
+    INT8 is written when the interval's lower bound clears ``min_speedup`` (``faster``), or when
+    there is no gate (``min_speedup=None``); ``not_faster`` and ``undecided`` keep FP32, and the
+    reason carries the interval (``undecided within noise: 1.04x [0.98, 1.11] ...``).
+    """
+    if min_speedup is None:
+        return True, f"{name}: no speed gate (min_speedup=None); measured {decision.estimate.describe()}"
+    if decision.faster:
+        return True, f"{name} is {decision.reason()}"
+    return False, f"INT8 was not measured faster than FP32 on {device}: {name} is {decision.reason()}; the FP32 model is kept"
 
 
 def _r(v: float | None, digits: int = 5) -> float | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,22 +168,37 @@ def speed_decision(baseline: Any, candidate: Any, feed: dict[str, np.ndarray], m
                    round_s: float = 0.3, max_iterations: int = 100) -> SpeedDecision:
     """Is ``candidate`` at least ``min_speedup`` times faster than ``baseline`` on ``feed``?
 
-    Interleaved rounds (the order alternates each round), each timing a few runs of both and
-    keeping their medians, until :func:`edgeai.speedup.measure_until_decided` can decide on the
-    interval of the per-round ratios, or ``max_rounds`` / ``time_budget_s`` run out (then the
-    decision is ``undecided`` with its interval). ``min_speedup=None`` measures ``min_rounds``
-    rounds and decides against 1.0 (for the record only).
+    Interleaved rounds (:func:`interleaved_round`) decided by :func:`decide_rounds`.
     """
     iterations = _round_iterations([baseline, candidate], feed, round_s, max_iterations)
+    return decide_rounds(interleaved_round(baseline, candidate, feed, iterations), min_speedup,
+                         min_rounds=min_rounds, max_rounds=max_rounds, time_budget_s=time_budget_s)
+
+
+def interleaved_round(baseline: Any, candidate: Any, feed: dict[str, np.ndarray],
+                      iterations: int) -> Callable[[], tuple[float, float]]:
+    """A round runner: ``iterations`` timed runs of each model, the order alternating between
+    rounds; returns the two medians in ms."""
     turn = [0]
 
     def run_round() -> tuple[float, float]:
         pair = [baseline, candidate] if turn[0] % 2 == 0 else [candidate, baseline]
         turn[0] += 1
-        times = {id(m): float(np.median(time_loop(lambda m=m: m.run(feed), iterations=iterations))) / 1e6
-                 for m in pair}
-        return times[id(baseline)], times[id(candidate)]
+        times = [float(np.median(time_loop(lambda m=m: m.run(feed), iterations=iterations))) / 1e6 for m in pair]
+        return (times[0], times[1]) if pair[0] is baseline else (times[1], times[0])
 
+    return run_round
+
+
+def decide_rounds(run_round: Callable[[], tuple[float, float]], min_speedup: float | None, *, min_rounds: int = 5,
+                  max_rounds: int = 40, time_budget_s: float | None = 30.0) -> SpeedDecision:
+    """``auto``'s speed gate over rounds from ``run_round`` (``(baseline_ms, candidate_ms)`` each).
+
+    :func:`edgeai.speedup.measure_until_decided`: at least ``min_rounds`` rounds, then more while
+    the interval straddles ``min_speedup``, up to ``max_rounds`` or ``time_budget_s`` (then
+    ``undecided``). ``min_speedup=None`` runs ``min_rounds`` rounds and decides against 1.0, for
+    the record only.
+    """
     gate = 1.0 if min_speedup is None else min_speedup
     rounds = max(2, min_rounds)
     return measure_until_decided(run_round, gate, min_rounds=rounds,
