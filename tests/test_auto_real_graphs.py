@@ -258,3 +258,43 @@ def test_auto_records_the_decision_bench_can_be_compared_with(tmp_path):
     bench = m.interval(next(x for x in m.reports if x.name == "int8"))
     assert bench.rounds == 3 and bench.low <= bench.speedup <= bench.high
     assert m.speedups["int8|8"] == pytest.approx(bench.speedup, rel=1e-3)
+
+
+# ---------------------------------------------------------------- a real model (marker `real`)
+
+
+@pytest.mark.real
+def test_auto_on_the_resemblyzer_speaker_encoder(tmp_path):
+    """The issue's case: Resemblyzer's 3 LSTMs came back "INT8, PASS" while they ran in float. Now
+    the written file runs its LSTMs in INT8 (DynamicQuantizeLSTM) and keeps the speaker
+    verification decisions of the FP32 model on real (espeak-ng) speech."""
+    import shutil
+
+    from edgeai.corpus.fetch import CorpusError, fetch
+    from edgeai.cpu import cpu_info
+    from edgeai.metrics import judge
+    from edgeai.quantization.auto import candidate_configs
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install -y espeak-ng, or make models)")
+    try:
+        fetch("resemblyzer")
+    except CorpusError as e:
+        pytest.skip(f"corpus wheels unavailable: {e}")
+    from edgeai.corpus.inputs import speaker_partials
+
+    src = edgeai.export("real:resemblyzer", path=tmp_path / "resemblyzer.onnx").path
+    mels, _ = speaker_partials()
+    feeds = [{"mels": mels[i:i + 1]} for i in range(len(mels))]
+    dynamic = next(c.name for c in candidate_configs(cpu_info(), "onnxruntime", False)[0] if c.mode == "dynamic")
+    r = edgeai.quantize(src, tmp_path / "resemblyzer.auto.onnx", mode="auto", calibration=feeds, eval_inputs=feeds,
+                        candidates=[dynamic], min_speedup=None, bench_iterations=3, bench_rounds=2)
+    lstm = next(o for o in int8_coverage(r.dst).by_op if o.op_type == "LSTM")
+    assert lstm.ops == 3 and lstm.int8_ops >= 2, lstm  # at most the first (the mel input) kept in float
+    assert r.coverage["mac_share"] >= 0.5, r.coverage["summary"]
+    ref, got = edgeai.load(src), edgeai.load(r.dst)
+    verdict = judge("embedding", [ref.run(f)["embedding"] for f in feeds], [got.run(f)["embedding"] for f in feeds],
+                    "embedding")
+    assert verdict.passed, verdict
+    speed = read_metadata(load_proto(r.dst))["quantization"]["speed"]
+    assert speed["estimate"]["rounds"] == 2 and speed["estimate"]["low"] <= speed["estimate"]["speedup"]
