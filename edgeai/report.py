@@ -184,7 +184,8 @@ BENCH_COLUMNS = ["config", "batch", "ran on (threads)", "precision", "cold start
                  "p90 ms", "p99 ms", "noise ±%", "items/s", "speedup"]
 BENCH_CSV_COLUMNS = ["config", "batch", "status", "engine", "devices_in_effect", "precision", "threads", "streams",
                      "load_ms", "cold_start_ms", "first_run_ms", "warmup_p50_ms", "p50_ms", "p90_ms", "p95_ms",
-                     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "runs", "noise", "items_per_s", "speedup"]
+                     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "runs", "noise", "items_per_s", "speedup",
+                     "speedup_low", "speedup_high"]
 
 
 def _sig(v: Any, digits: int = 4) -> Any:
@@ -287,14 +288,17 @@ def bench_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
 def bench_csv_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
     """Every number of every cell at full precision, one row per cell, for spreadsheets."""
     reports, speedup = _split(result)
+    interval = getattr(result, "interval", lambda r: None)
     rows = []
     for r in reports:
         rt, lat = r.runtime or {}, r.latency
+        est = interval(r)
         stats = [lat.p50, lat.p90, lat.p95, lat.p99, lat.mean, lat.std, lat.min, lat.max, lat.n] if lat else [None] * 9
         rows.append([r.name, r.batch, r.status, rt.get("engine"), " ".join(rt.get("devices_in_effect") or []),
                      rt.get("precision"), rt.get("threads"), r.streams, r.load_ms, r.cold_start_ms,
                      r.first_inference_ms, r.warmup.p50 if r.warmup else None, *stats, r.noise,
-                     r.throughput if r.status == "ok" else None, speedup(r)])
+                     r.throughput if r.status == "ok" else None, speedup(r), None if est is None else est.low,
+                     None if est is None else est.high])
     return list(BENCH_CSV_COLUMNS), rows
 
 
@@ -312,8 +316,8 @@ def bench_notes(result: Any) -> list[str]:
         notes.append(f"cold start = load (file parse + session creation / compile{warm}) + first inference")
         notes.append("items/s = batch x timed runs / their wall time (the slow tail included; warm-up not)")
         if result.baseline:
-            notes.append(f"speedup: median over rounds of p50({result.baseline}) / p50(config) at the same batch, "
-                         "[95% interval over the rounds]")
+            notes.append(f"speedup: p50({result.baseline}) / p50(config) at the same batch, geometric mean over "
+                         "rounds [95% interval over rounds]")
     if any(r.status == "ok" and not r.latency.p99_reliable for r in reports):
         notes.append("p99*: fewer than 1000 runs, so fewer than 10 runs lie above p99; treat it as close to max")
     notes += [f"[{n}] {status}" for status, n in _status_refs(reports).items()]

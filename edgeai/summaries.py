@@ -44,25 +44,48 @@ def print_export(result: Any, source: str) -> None:
         c.print("  not validated (--no-validate)")
 
 
+def _pct(v: Any) -> str:
+    return "" if v is None else f"{v:.0%}"
+
+
+def _speed_text(speedup: Any, interval: Any, rounds: Any = None) -> str:
+    if speedup is None:
+        return ""
+    text = f"{speedup:.3g}x"
+    if interval and None not in interval:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
+    return text + (f" over {rounds} rounds" if rounds else "")
+
+
 def print_quantize(result: Any, device: str) -> None:
     c = console()
     lat, worst = result.latency or {}, result.parity.worst
+    shapes = lat.get("shapes")
+    at = ", ".join(f"{k} {v}" for k, v in shapes.items()) if shapes else "batch 1"
     rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
-            (f"p50 ms on {device} (batch 1)", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
+            (f"p50 ms on {device} ({at})", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
             ("output cosine (worst)", 1.0, worst.cosine)]
     if worst.top1 is not None:
         rows.append(("top-1 agreement", 1.0, worst.top1))
+    if result.coverage is not None:
+        rows.append(("INT8 share of MACs / weights", "0% / 0%",
+                     f"{_pct(result.coverage.get('mac_share'))} / {_pct(result.coverage.get('weight_share'))}"))
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
     if result.candidates:
-        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "p50 ms",
-                                              "speed-up", "error"],
-                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
-                        (r["error"] or "")[:60]) for r in result.candidates]))
+        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "INT8 MACs",
+                                              "p50 ms", "speed-up [95%]", "error"],
+                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], _pct(r.get("int8_macs")),
+                        r["p50_ms"], _speed_text(r["speedup"], r.get("interval")), (r["error"] or "")[:60])
+                       for r in result.candidates]))
     c.print(result.parity.verdict())
     for w in result.parity.warnings:
         c.print(f"warning: {w}")
-    if lat.get("speedup") is not None:
-        c.print(f"speed-up vs FP32 on {device}: {lat['speedup']}x")
+    if lat.get("int8_speedup") is not None:  # auto kept FP32: say what INT8 measured
+        c.print(f"INT8 ({lat.get('candidate')}) vs FP32 on {device}: "
+                f"{_speed_text(lat['int8_speedup'], lat.get('interval'), lat.get('rounds'))}")
+    elif lat.get("speedup") is not None:
+        c.print(f"speed-up vs FP32 on {device}: {_speed_text(lat['speedup'], lat.get('interval'), lat.get('rounds'))} "
+                f"(p50 {lat.get('fp32_p50_ms')} vs {lat.get('p50_ms')} ms)")
     if result.config:
         c.print(f"config: {result.config}")
     if result.excluded_nodes:

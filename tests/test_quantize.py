@@ -283,7 +283,10 @@ def test_auto_excludes_the_sensitive_nodes(outlier_cnn, digits_data, tmp_path, d
                         bench_rounds=2, tolerance=LOGIT_FIDELITY)
     assert r.parity.passed and r.parity.worst.cosine >= 0.995
     assert r.excluded_nodes and set(r.excluded_nodes) & {fc1, fc2}, r.excluded_nodes
-    assert r.config["chosen"].endswith("+excluded") and r.latency["speedup"] > 0
+    # Kept in float either as a whole block (the last layer reads the outlier) or as ranked nodes.
+    chosen = r.config["chosen"]
+    assert chosen.endswith(("+excluded", "+last", "+first", "+first+last")), chosen
+    assert r.latency["speedup"] > 0
     assert any("qdq_loss_debug" in n for n in r.notes)
     rows = {c["name"]: c for c in r.candidates}
     assert rows[_first(mode, device)]["passed"] is False  # the plain config fails; excluding fixes it

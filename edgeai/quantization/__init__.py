@@ -17,7 +17,10 @@ from edgeai.onnxfile import (
     save_onnx,
     write_metadata,
 )
+from edgeai.quantization.coverage import int8_coverage
 from edgeai.quantization.measure import (
+    default_eval_samples,
+    describe_evaluation,
     latencies,
     load_on,
     parity_on,
@@ -39,12 +42,13 @@ from edgeai.errors import QuantizationError, ToleranceNotMet
 from edgeai.feeds import evaluation_feeds
 from edgeai.quantization.auto import quantize_auto
 from edgeai.quantization.modes import MODES, QuantizeResult, model_size, run_mode
+from edgeai.quantization.search import MIN_INT8_MAC_SHARE
 from edgeai.readset import check_output, in_scope
 
 
 @in_scope
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calibration: Any = None,
-             device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int = 16,
+             device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int | None = None,
              force: bool = False, latency: bool = True, **options: Any) -> QuantizeResult:
     """Quantize an ONNX file and prove the result still matches it.
 
@@ -59,6 +63,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         tolerance: a :class:`~edgeai.parity.Tolerance`; default by precision and task (INT8: cosine
             >= 0.995, plus top-1 >= 99% for classifiers; FP16: cosine >= 0.999).
         eval_inputs: parity inputs (same forms as calibration); default: calibration samples.
+        eval_samples: how many evaluation feeds; default: enough for the tolerance's top-1 rate
+            (381 for 99%), else 16; the result's notes say when the data has fewer.
         force: write the file even when parity fails (the failure is recorded in its metadata).
         latency: also time FP32 and the result on ``device`` (interleaved) for the result's table.
         **options: mode options, e.g. ``per_channel``, ``reduce_range``, ``calibrate_method``,
@@ -111,15 +117,17 @@ def _named(result: QuantizeResult, dst: Path) -> QuantizeResult:
 
 
 def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str | None, calibration: Any,
-                  device: str, tolerance: Any, eval_inputs: Any, eval_samples: int, force: bool, latency: bool,
+                  device: str, tolerance: Any, eval_inputs: Any, eval_samples: int | None, force: bool, latency: bool,
                   options: dict[str, Any]) -> QuantizeResult:
     import onnx
 
     t0 = time.perf_counter()
     notes: list[str] = []
     tol = resolve_tolerance(tolerance, "f16" if mode == "fp16" else "int8", task)
-    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
-    notes += [evals.note] if evals.note else []
+    wanted = eval_samples or default_eval_samples(tol)
+    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)  # bad data fails before the work
+    evaluation = describe_evaluation(evals, specs, tol, wanted)
+    notes += [n for n in (evals.note, evaluation.get("warning")) if n]
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:
         out = Path(work) / dst.name
         with quiet_ort_quantization():
@@ -132,19 +140,27 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
             raise ToleranceNotMet(f"{mode} quantization is out of tolerance, so nothing was written: "
                                   f"{parity.verdict()}. Try --mode auto (it excludes sensitive layers), real "
                                   "calibration data, or --force to write it anyway")
+        coverage = None
+        if mode != "fp16":
+            cov = int8_coverage(out)
+            coverage = {**{k: v for k, v in cov.to_dict().items() if k != "path"}, "summary": cov.summary()}
+            if not cov.is_int8(MIN_INT8_MAC_SHARE):
+                notes.append(f"only {cov.summary()}: most of this model's compute stays float")
         timing: dict[str, Any] = {}
         if latency:
-            lat = latencies([("fp32", load_on(src, device, "FP32")), (mode, candidate)], timing_feed(evals),
+            feed = timing_feed(evals, specs)
+            lat = latencies([("fp32", load_on(src, device, "FP32")), (mode, candidate)], feed,
                             iterations=60, rounds=3)
             timing = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": lat[mode]["p50_ms"],
-                      "speedup": lat[mode]["speedup"], "batch": 1}
+                      "speedup": lat[mode]["speedup"], "interval": lat[mode]["interval"], "rounds": 3,
+                      "shapes": {k: list(v.shape) for k, v in feed.items()}}
         model = onnx.load(str(out))
         write_metadata(model, {"quantization": {
             "mode": mode, "config": config, "device": device, "tolerance": tol.to_dict(), "latency": timing,
-            "parity": parity_record(parity)}})
+            "coverage": coverage, "evaluation": evaluation, "parity": parity_record(parity)}})
         with atomic_path(dst) as tmp:
             save_onnx(model, tmp)
     return QuantizeResult(src, dst, mode, config, model_size(src), model_size(dst), parity, device,
                           time.perf_counter() - t0, tuple(config.get("nodes_to_exclude") or ()), tuple(notes),
-                          latency=timing)
+                          latency=timing, coverage=coverage)
 
