@@ -31,9 +31,13 @@ from edgeai.errors import (  # noqa: E402  (errors are light and needed everywhe
     EdgeAIError,
     ExportError,
     ExportValidationError,
+    FileAccessError,
     InputMismatchError,
+    InputTypeError,
+    MetricNotApplicable,
     ModelLoadError,
     NonFiniteOutputError,
+    OutputOverlapError,
     ParityAssertionError,
     ParityError,
     QuantizationError,
@@ -46,7 +50,8 @@ __all__ = [
     "compare", "Tolerance", "ParityReport", "benchmark", "BenchReport", "TensorSpec", "cpu_info",
     "generate", "deploy", "EdgeAIError", "ModelLoadError", "InputMismatchError", "DeviceUnavailableError", "ExportError",
     "ExportValidationError", "QuantizationError", "ToleranceNotMet", "ParityError", "ParityAssertionError",
-    "NonFiniteOutputError", "WriteError", "__version__",
+    "NonFiniteOutputError", "WriteError", "InputTypeError", "FileAccessError", "OutputOverlapError",
+    "MetricNotApplicable", "__version__",
 ]
 
 

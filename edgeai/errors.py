@@ -88,3 +88,8 @@ class ToleranceNotMet(QuantizationError):
 
 class ParityAssertionError(ParityError, AssertionError):
     """A parity assertion failed: both an :class:`~edgeai.errors.ParityError` and an ``AssertionError``."""
+
+
+class MetricNotApplicable(EdgeAIError):
+    """A metric was asked for an output it cannot judge (it could never fail there), or a kind
+    declaration is malformed. Exit code 2: bad usage."""

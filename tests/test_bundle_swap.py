@@ -15,7 +15,7 @@ import pytest
 from test_bad_inputs2 import _add_model, _bundle, _manifest
 
 import edgeai
-from edgeai import deployment
+from edgeai import bundle_swap
 from edgeai.atomic import exchange
 from edgeai.bundle import Bundle
 from edgeai.errors import EdgeAIError, ModelLoadError
@@ -57,8 +57,8 @@ def test_publish_replaces_the_bundle_and_keeps_user_files(zoo_onnx, tmp_path, mo
     out, tmp = _two_bundles(tmp_path, zoo_onnx("cnn"))
     user = {p: p.read_bytes() for p in (out / "eval.npz", out / "notes.txt", out / "sub" / "more.txt")}
     if not atomic:
-        monkeypatch.setattr(deployment, "exchange", lambda a, b: False)
-    notes = deployment._publish(tmp, out)
+        monkeypatch.setattr(bundle_swap, "exchange", lambda a, b: False)
+    notes = bundle_swap.publish(tmp, out)
     assert json.loads((out / "manifest.json").read_text())["created"] == "new"
     assert (out / "report.md").read_text() == "new report\n"
     assert {p: p.read_bytes() for p in user} == user  # the user's files are still there, unchanged
@@ -70,7 +70,7 @@ def test_publish_replaces_the_bundle_and_keeps_user_files(zoo_onnx, tmp_path, mo
 def test_there_is_always_a_complete_bundle_at_the_destination(zoo_onnx, tmp_path):
     """A reader polling the destination during many swaps never finds it missing or half made."""
     out, tmp = _two_bundles(tmp_path, zoo_onnx("cnn"))
-    deployment._publish(tmp, out)
+    bundle_swap.publish(tmp, out)
     stop, seen = threading.Event(), []
 
     def watch() -> None:
@@ -85,7 +85,7 @@ def test_there_is_always_a_complete_bundle_at_the_destination(zoo_onnx, tmp_path
     try:
         for i in range(30):
             new = _bundle(tmp_path / f".B.tmp-{i + 2}", zoo_onnx("cnn"), lambda m, i=i: m.update(created=str(i)))
-            deployment._publish(new, out)
+            bundle_swap.publish(new, out)
     finally:
         stop.set()
         watcher.join()
@@ -100,7 +100,7 @@ def test_a_user_file_with_a_new_bundle_files_name_is_never_replaced(zoo_onnx, tm
     (tmp / "model.int8-dynamic.onnx").write_bytes(b"new")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with pytest.raises(EdgeAIError, match="move it out of the bundle folder"):
-        deployment._publish(tmp, out)
+        bundle_swap.publish(tmp, out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
