@@ -364,6 +364,26 @@ def collect_outputs(model: Any, feeds: Sequence[Mapping[str, Any]]) -> list[list
     return per_output
 
 
+@dataclass(frozen=True)
+class Sides:
+    """What judging needs from the two loaded models, as plain data: what ran on each side
+    (:meth:`RuntimeInfo.to_dict` + file), their output names in order, and the edgeai metadata
+    (``task``, ``output_kinds``) of the candidate then the reference. A box of a fleet sends it
+    with its outputs, so that outputs collected on several boxes are judged in one place."""
+
+    reference: dict[str, Any]
+    candidate: dict[str, Any]
+    names: tuple[str, ...]  # the candidate's output names
+    reference_names: tuple[str, ...]
+    metadata: tuple[dict[str, Any], ...]
+
+
+def describe_sides(ref_model: Any, cand_model: Any) -> Sides:
+    """The :class:`Sides` of a reference and a candidate model."""
+    return Sides(_describe(ref_model), _describe(cand_model), tuple(o.name for o in cand_model.outputs),
+                 tuple(o.name for o in ref_model.outputs), (model_metadata(cand_model), model_metadata(ref_model)))
+
+
 def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: Any,
                  cand_outs: list[list[np.ndarray]], samples: int,
                  tolerance: Tolerance | Mapping[str, Any] | None, *,
@@ -373,24 +393,29 @@ def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: A
     Each output gets its graph metrics and the task metrics of its kind; ``data`` (the
     :class:`~edgeai.feeds.Feeds` the outputs came from, or their description) goes into the report.
     """
+    return judge_outputs(describe_sides(ref_model, cand_model), ref_outs, cand_outs, samples, tolerance, data=data)
+
+
+def judge_outputs(sides: Sides, ref_outs: list[list[np.ndarray]], cand_outs: list[list[np.ndarray]], samples: int,
+                  tolerance: Tolerance | Mapping[str, Any] | None, *,
+                  data: Feeds | Mapping[str, Any] | str | None = None) -> ParityReport:
+    """:func:`build_report` on models described by :class:`Sides` (outputs per output, in sample order)."""
     if len(ref_outs) != len(cand_outs):
         raise InputMismatchError(
-            f"the reference has {len(ref_outs)} outputs ({[o.name for o in ref_model.outputs]}), the candidate "
-            f"{len(cand_outs)} ({[o.name for o in cand_model.outputs]}); they must have the same outputs in order")
-    cand_side = _describe(cand_model)
+            f"the reference has {len(ref_outs)} outputs ({list(sides.reference_names)}), the candidate "
+            f"{len(cand_outs)} ({list(sides.names)}); they must have the same outputs in order")
     if isinstance(tolerance, Tolerance):
         tol = tolerance
     else:
-        tol = Tolerance.for_precision(judged_precision(cand_side)).with_overrides(**dict(tolerance or {}))
-    names = [o.name for o in cand_model.outputs]
-    metas = [model_metadata(cand_model), model_metadata(ref_model)]
+        tol = Tolerance.for_precision(judged_precision(sides.candidate)).with_overrides(**dict(tolerance or {}))
+    metas = list(sides.metadata)
     task = next((m.get("task") for m in metas if m.get("task")), None)
-    kinds = resolve_kinds(names, [o.name for o in ref_model.outputs], tol.kinds, metas)
+    kinds = resolve_kinds(sides.names, sides.reference_names, tol.kinds, metas)
     outputs = tuple(judge_graph_output(output_metrics(n, r, c, tol), r, c, kind, source, task,
                                        tol.kind_thresholds())
-                    for n, r, c, (kind, source) in zip(names, ref_outs, cand_outs, kinds, strict=True))
+                    for n, r, c, (kind, source) in zip(sides.names, ref_outs, cand_outs, kinds, strict=True))
     warnings = sample_warnings([o.judgement for o in outputs if o.judgement is not None])
-    return ParityReport(outputs, samples, tol, _describe(ref_model), cand_side, data=data_record(data, samples),
+    return ParityReport(outputs, samples, tol, sides.reference, sides.candidate, data=data_record(data, samples),
                         warnings=tuple(warnings))
 
 

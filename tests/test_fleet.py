@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import edgeai
-from edgeai.fleet.shards import judge, merge, sample_stats, split_ranges
-from edgeai.parity import Tolerance, output_metrics
+from edgeai.feeds import resolve_feeds
+from edgeai.fleet.split import _joined, data_record, split_ranges
+from edgeai.parity import build_report, collect_outputs, describe_sides, judge_outputs
 
 from conftest import DEVICES, ROOT
 
@@ -36,32 +37,31 @@ OV = "openvino:CPU" if "openvino:CPU" in DEVICES else None
 NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False,
         "node_ip_address": "127.0.0.1"}
 FAST = {"warmup": 1, "iterations": 20, "rounds": 2}
+# Ray's memory monitor kills workers when the whole machine's memory is high, whoever uses it: on a
+# shared test machine that is a random OutOfMemoryError, not a finding. Read by each node at start.
+NO_MEMORY_MONITOR = {"RAY_memory_monitor_refresh_ms": "0"}
 
 
-# --- merging shard statistics (no cluster) ---------------------------------------------------------
-
-def _merged(name, refs, cands, tol, cuts):
-    stats = [sample_stats(name, r, c, tol) for r, c in zip(refs, cands, strict=True)]
-    bounds = [0, *cuts, len(stats)]
-    return judge(merge([merge(stats[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]), tol)
-
+# --- judging outputs gathered from shards (no cluster) ---------------------------------------------
 
 @pytest.mark.parametrize("cuts", [[], [1], [3, 4], [2, 5, 6]])
-def test_merged_shards_equal_one_pass_over_all_samples(cuts):
-    rng = np.random.default_rng(0)
-    refs = [rng.normal(size=(2, 10)).astype(np.float32) for _ in range(7)]
-    cands = [r + rng.normal(scale=1e-3, size=r.shape).astype(np.float32) for r in refs]
-    cands[3][0, 2] = np.nan  # a NaN the reference lacks: counted, and a failure
-    cands[5] = cands[5][:, ::-1].copy()  # argmax disagreements: top-1 below 100%
-    for tol in (Tolerance(), Tolerance.for_precision("int8"), Tolerance(atol=None, rtol=None, min_cosine=None)):
-        assert _merged("logits", refs, cands, tol, cuts) == output_metrics("logits", refs, cands, tol)
-
-
-def test_merged_shards_report_the_first_shape_mismatch():
-    refs = [np.ones((2, 3), np.float32)] * 4
-    cands = [np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), np.ones((3, 3), np.float32),
-             np.ones((1, 3), np.float32)]
-    assert _merged("y", refs, cands, Tolerance(), [2]) == output_metrics("y", refs, cands, Tolerance())
+def test_shard_outputs_joined_and_judged_equal_one_box_over_all_samples(cnn, cuts):
+    """What the driver does with the shards' outputs gives check_many's report, kinds and task metrics included."""
+    model = edgeai.load(cnn, "cpu")
+    feeds = list(resolve_feeds("random:7", model.inputs).feeds)
+    bounds = [0, *cuts, len(feeds)]
+    shards = [feeds[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    # A candidate that disagrees on some samples: the verdict must see every shard's failures.
+    refs = [collect_outputs(model, s) for s in shards]
+    cands = [[[o + np.float32(0.5 * (i % 3 == 1)) for i, o in enumerate(out)] for out in shard] for shard in refs]
+    sides = describe_sides(model, model)
+    for limits in ({}, {"atol": 1e-7, "rtol": 0.0}):
+        merged = judge_outputs(sides, _joined(refs), _joined(cands), len(feeds), limits,
+                               data=data_record("random:7", 0, len(feeds)))
+        whole = build_report(model, _joined(refs), model, _joined(cands), len(feeds), limits,
+                             data=resolve_feeds("random:7", model.inputs))
+        assert merged.to_dict() == whole.to_dict()
+        assert merged.outputs[0].kind == "classification" and merged.outputs[0].judgement is not None
 
 
 def test_split_ranges_cover_every_sample_once():
@@ -100,12 +100,15 @@ def cluster():
 
     # Fast failure detection, so a killed node is declared dead in seconds rather than ~30 s.
     system = {"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_timeout_ms": 500}
-    c = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0, "_system_config": system})
-    nodes = {n: c.add_node(**NODE, resources={f"edgeai-target:{n}": 1}) for n in "abc"}
-    c.wait_for_nodes()
-    with fleet.connect(c.address):
-        yield c, nodes
-    c.shutdown()
+    with pytest.MonkeyPatch.context() as env:  # nodes started later (by a test) read it too
+        for k, v in NO_MEMORY_MONITOR.items():
+            env.setenv(k, v)
+        c = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0, "_system_config": system})
+        nodes = {n: c.add_node(**NODE, resources={f"edgeai-target:{n}": 1}) for n in "abc"}
+        c.wait_for_nodes()
+        with fleet.connect(c.address):
+            yield c, nodes
+        c.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +240,12 @@ def test_split_check_equals_one_box_over_all_the_data(cluster, cnn, tmp_path, li
         assert [s["samples"] for s in row.metrics["shards"]] == [[0, 4], [4, 8], [8, 11]]
         assert [s["target"] for s in row.metrics["shards"]] == ["a", "b", "c"]
         local = edgeai.compare(cnn, cnn, data, device=device, tolerance=limits or None)
-        assert row.detail["outputs"] == [o.to_dict() for o in local.outputs]  # the same floats, not close ones
+        # the same floats, not close ones; the same kinds and task metrics, data and warnings
+        assert row.detail["outputs"] == [o.to_dict() for o in local.outputs]
+        assert row.detail["outputs"][0]["kind"] == "classification" and row.detail["outputs"][0]["judgement"]
+        assert row.detail["data"] == local.to_dict()["data"] and row.detail["warnings"] == list(local.warnings)
         assert row.metrics["passed"] == local.passed
+        assert row.metrics["verdict"] == local.verdict()
     if limits and OV:
         assert not report.rows[1].metrics["passed"]  # the verdict can fail: OpenVINO is not bit-exact
 
@@ -329,7 +336,7 @@ with fleet.connect(object_store_mb=100, num_cpus=1):
     listening = [ln.split()[3] for ln in lines if any(f"pid={{p}}," in ln for p in pids)]
 print(json.dumps({{"groups": list(report.groups()), "ok": report.complete, "listening": listening}}))
 """
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **NO_MEMORY_MONITOR)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

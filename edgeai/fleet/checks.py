@@ -5,8 +5,8 @@ Two ways to spread it:
 - per target (default): every box checks every candidate on its devices over all the data, and
   reports its own verdicts (does the INT8 file hold up on this CPU, this iGPU?);
 - ``split=True``: the data is divided among boxes of the same kind (same CPU, features, devices,
-  engine versions); each box returns sufficient statistics of its shard and the driver merges them
-  into the verdict one box would give over all the data (see :mod:`edgeai.fleet.shards`).
+  engine versions); each box returns the outputs on its shard and the driver judges them together,
+  with the judge one box uses: the verdict one box gives over all the data (see :mod:`edgeai.fleet.split`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def check_on_box(target: str, reference: Any, candidates: Sequence[Any], data: A
             if isinstance(data_in, str) and data_in.startswith("failed: "):
                 raise TransferError(f"data {data_in.removeprefix('failed: ')}")
             if first is not None:
-                feeds = list(resolve_feeds(data_in, first.inputs, samples=samples, seed=seed).feeds)
+                resolved = resolve_feeds(data_in, first.inputs, samples=samples, seed=seed)
+                feeds = list(resolved.feeds)
+                # the verdict names its data as the driver knows it, not by this box's temporary copy
+                record = {**resolved.to_dict(), **({"source": data.name} if isinstance(data, Shipment) else {})}
                 ref_model = as_model(ref, "cpu", first.inputs)
                 ref_outs = collect_outputs(ref_model, feeds)
         except EdgeAIError as e:
@@ -61,7 +64,7 @@ def check_on_box(target: str, reference: Any, candidates: Sequence[Any], data: A
                     model = first if (first is not None and d == "cpu" and first.source == str(cands[j])) \
                         else load(cands[j], d)
                     report = build_report(ref_model, ref_outs, model, collect_outputs(model, feeds), len(feeds),
-                                          dict(overrides))
+                                          dict(overrides), data=record)
                     rows.append(parity_row(target, host, cpu, name, d, report))
                 except DeviceUnavailableError as e:
                     rows.append(FleetRow(target, host, cpu, name, d, f"unsupported: {first_line(e)}"))

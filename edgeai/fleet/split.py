@@ -3,9 +3,13 @@
 Boxes are grouped by kind (CPU model and features, devices, engine versions: what must match for
 their numbers to be interchangeable). Within a group the samples are cut into contiguous shards,
 one per box; each box receives only its shard (a data folder ships per file, a ``.npz`` or feed
-list per slice, random feeds are drawn on the box from their seeds) and returns sufficient
-statistics, which the driver merges in sample order. A shard whose box dies is run again on
-another box of the group that is still there; only when none is left is the merged row failed.
+list per slice, random feeds are drawn on the box from their seeds) and returns the reference's
+and each candidate's outputs on it (outputs only: never the inputs). The driver joins them in
+sample order and judges them with the judge a single box uses (:func:`edgeai.parity.judge_outputs`):
+the same kinds, task metrics and graph metrics, from the same floats, so the merged verdict is the
+one ``edgeai.compare`` gives over all the data, by construction rather than by a second copy of
+the arithmetic. A shard whose box dies is run again on another box of the group that is still
+there; only when none is left is the merged row failed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
-from edgeai.feeds import DEFAULT_SAMPLES, resolve_feeds
+from edgeai.feeds import DEFAULT_SAMPLES, random_label, resolve_feeds
 from edgeai.fleet.cluster import (
     TargetNode,
     connect,
@@ -32,14 +36,8 @@ from edgeai.fleet.inventory import describe_box, probe
 from edgeai.fleet.matrix import not_here
 from edgeai.fleet.onbox import data_label, parity_row, prepare, receive_all, ship_input
 from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo, first_line
-from edgeai.fleet.shards import judge, merge, shard_stats, split_ranges
 from edgeai.fleet.shipping import Shipment, TransferError, Workdir, ship
-from edgeai.parity import (
-    ParityReport,
-    as_model,
-    build_report,
-    collect_outputs,
-)
+from edgeai.parity import as_model, collect_outputs, describe_sides, judge_outputs
 from edgeai.runtimes import load
 from edgeai.specs import make_inputs
 
@@ -47,6 +45,18 @@ from edgeai.specs import make_inputs
 def _data_files(folder: Path) -> list[Path]:
     # The same files, in the same order, that edgeai.quantization.calibration reads from a folder.
     return sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".npz") and not p.name.startswith("."))
+
+
+def split_ranges(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous [start, stop) ranges covering ``total`` samples, sizes differing by at most one."""
+    parts = max(1, min(parts, total))
+    base, extra = divmod(total, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
 
 
 def shard_payloads(data: Any, parts: int, samples: int | None) -> tuple[list[tuple[Any, ...]], int]:
@@ -109,8 +119,12 @@ def _shard_feeds(payload: tuple[Any, ...], model: Any, tmp: Path, seed: int) -> 
 
 
 def check_shard(target: str, reference: Any, candidates: Sequence[Any], payload: tuple[Any, ...],
-                devices: Sequence[str], overrides: Mapping[str, float], seed: int) -> dict[str, Any]:
-    """Runs ON THE TARGET: statistics of every (candidate, device) over this box's shard."""
+                devices: Sequence[str], seed: int) -> dict[str, Any]:
+    """Runs ON THE TARGET: the reference's and every (candidate, device)'s outputs on this box's shard.
+
+    Judging waits for the driver, which has every shard: a verdict on part of the data is not part
+    of the verdict on all of it (top-1 intervals, sample warnings, minima over samples).
+    """
     t0 = time.perf_counter()
     box = describe_box()
     results: dict[tuple[int, str], Any] = {}
@@ -132,16 +146,30 @@ def check_shard(target: str, reference: Any, candidates: Sequence[Any], payload:
                     continue
                 try:
                     model = load(cand, d)
-                    outs = collect_outputs(model, feeds)
-                    # build_report picks the tolerance for the precision in effect, as a single box would
-                    report = build_report(ref_model, ref_outs, model, outs, len(feeds), dict(overrides))
-                    stats = shard_stats([o.name for o in report.outputs], ref_outs, outs, report.tolerance)
-                    results[(j, d)] = {"stats": stats, "report": report}
+                    results[(j, d)] = {"sides": describe_sides(ref_model, model),
+                                       "outputs": collect_outputs(model, feeds)}
                 except DeviceUnavailableError as e:
                     results[(j, d)] = f"unsupported: {first_line(e)}"
                 except EdgeAIError as e:
                     results[(j, d)] = f"failed: {first_line(e)}"
-    return {"box": box, "results": results, "samples": len(feeds), "wall_s": time.perf_counter() - t0}
+    return {"box": box, "results": results, "reference": ref_outs, "samples": len(feeds),
+            "wall_s": time.perf_counter() - t0}
+
+
+def _joined(per_shard: Sequence[list[list[Any]]]) -> list[list[Any]]:
+    """Per output, the arrays of every shard in sample order (shards are given in sample order)."""
+    return [[a for shard in per_shard for a in shard[o]] for o in range(len(per_shard[0]))]
+
+
+def data_record(data: Any, seed: int, total: int) -> dict[str, Any]:
+    """What a merged verdict rests on, as ``edgeai.compare`` names the same data on one box."""
+    random = data is None or isinstance(data, int) or (isinstance(data, str) and data.startswith("random"))
+    if random:
+        return {"source": random_label(seed), "kind": "random", "count": total, "note": None}
+    if isinstance(data, (str, os.PathLike)):
+        return {"source": str(data), "kind": "data", "count": total, "note": None}
+    kind = "one feed dict" if isinstance(data, Mapping) else f"{type(data).__name__} of feeds"
+    return {"source": f"{kind} given in Python", "kind": "data", "count": total, "note": None}
 
 
 def _lost(answer: Any) -> bool:
@@ -150,7 +178,8 @@ def _lost(answer: Any) -> bool:
 
 
 def _merged_row(label: str, hosts: str, cpu: str, name: str, device: str, j: int, shards: list[dict[str, Any]],
-                ranges: list[tuple[int, int]], owners: list[str]) -> FleetRow:
+                ranges: list[tuple[int, int]], owners: list[str], overrides: Mapping[str, float],
+                data: Mapping[str, Any]) -> FleetRow:
     parts = [s["results"][(j, device)] for s in shards]
     bad = [(k, p) for k, p in enumerate(parts) if isinstance(p, str)]
     if bad:
@@ -159,12 +188,14 @@ def _merged_row(label: str, hosts: str, cpu: str, name: str, device: str, j: int
         k, why = bad[0]
         return FleetRow(label, hosts, cpu, name, device, f"failed: shard {k + 1}/{len(parts)} (samples "
                         f"{ranges[k][0]}-{ranges[k][1] - 1}) on {owners[k]}: {why.split(': ', 1)[-1]}")
-    first = parts[0]["report"]
-    tol = first.tolerance
-    outputs = tuple(judge(merge([p["stats"][o] for p in parts]), tol) for o in range(len(first.outputs)))
     where = [{"target": owners[k], "samples": [a, b]} for k, (a, b) in enumerate(ranges)]
-    report = ParityReport(outputs, sum(s["samples"] for s in shards), tol, first.reference,
-                          {**first.candidate, "shards": where})
+    sides = parts[0]["sides"]  # boxes of one kind: the same engines, versions and precision in effect
+    sides = replace(sides, candidate={**sides.candidate, "shards": where})
+    try:  # the judge of a single box, on the outputs of every shard in sample order
+        report = judge_outputs(sides, _joined([s["reference"] for s in shards]), _joined([p["outputs"] for p in parts]),
+                               sum(s["samples"] for s in shards), dict(overrides), data=data)
+    except EdgeAIError as e:
+        return FleetRow(label, hosts, cpu, name, device, f"failed: {first_line(e)}")
     row = parity_row(label, hosts, cpu, name, device, report)
     return replace(row, metrics={**row.metrics, "shards": where})
 
@@ -215,7 +246,7 @@ def _run_group(members: list[tuple[TargetNode, TargetInfo]], ref: Any, shipped: 
     todo = list(range(len(payloads)))
     gone: set[str] = set()
     while todo:
-        calls = [(owners[k], (owners[k].name, ref, shipped, payloads[k], devices, overrides, seed)) for k in todo]
+        calls = [(owners[k], (owners[k].name, ref, shipped, payloads[k], devices, seed)) for k in todo]
         got = run_on_targets(check_shard, calls, timeout=timeout)
         retry = []
         for k, answer in zip(todo, got, strict=True):
@@ -236,6 +267,7 @@ def _run_group(members: list[tuple[TargetNode, TargetInfo]], ref: Any, shipped: 
         if isinstance(a, str) or "error" in a:
             failures.append((k, a if isinstance(a, str) else a["error"]))
         shards.append(a)
+    record = data_record(data, seed, total)
     rows = []
     for j, name in enumerate(names):
         for d in devices:
@@ -245,5 +277,6 @@ def _run_group(members: list[tuple[TargetNode, TargetInfo]], ref: Any, shipped: 
                                      f"{ranges[k][0]}-{ranges[k][1] - 1}) on {owners[k].name}: "
                                      f"{why.removeprefix('failed: ')}"))
                 continue
-            rows.append(_merged_row(label, hosts, cpu, name, d, j, shards, ranges, [o.name for o in owners]))
+            rows.append(_merged_row(label, hosts, cpu, name, d, j, shards, ranges, [o.name for o in owners],
+                                    overrides, record))
     return rows
