@@ -159,11 +159,15 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         if mixed:
             trials += _mixed(trials, graphs, reference, evals, tolerance, meta.get("task"), mixed_trials,
                              max_excluded_fraction, sensitivity_samples)
+        t_checked = time.perf_counter()
         passing = [t for t in trials if t.status == "passed"]
         feed = timing_feed(list(evals))
         entries = [Entry(t.plan.name, (lambda m=t.model: m.run(feed)), t.plan.simplicity) for t in passing]
         result = race(entries, baseline=baseline, min_rounds=min_rounds, max_rounds=max_rounds,
                       time_budget_s=time_budget_s)
+        notes.append(f"built and judged {sum(t.status != 'unsupported' for t in trials)} candidates in "
+                     f"{t_checked - t0:.0f}s; raced {len(passing)} in {time.perf_counter() - t_checked:.0f}s "
+                     f"({result.settings['rounds_run']} rounds, stopped: {result.stopped_by})")
         winner = _settle(trials, result)
         record = _record(winner, trials, result, cpu, devs, evals, graphs, time.perf_counter() - t0)
         _write(winner, dst, meta, record)
@@ -230,8 +234,9 @@ class _Graphs:
             return out
         vnni = self.cpu.has_vnni
         options: dict[str, Any] = {"nodes_to_exclude": list(excluded)}
-        if graph == "int8-dynamic":
-            mode, options = "dynamic", {**options, "per_channel": True, "reduce_range": not vnni}
+        if graph in ("int8-dynamic", "int8-dynamic-pc"):
+            mode = "dynamic"
+            options = {**options, "per_channel": graph == "int8-dynamic-pc", "reduce_range": not vnni}
         elif graph == "int8-static":
             mode = "static"
             options = {**options, "per_channel": True, "activation_type": "uint8", "reduce_range": not vnni,
@@ -295,7 +300,7 @@ def _mixed(trials: list[Trial], graphs: _Graphs, reference: Any, feeds: Sequence
     limit = int(max_fraction * len(compute))
     added: list[Trial] = []
     for base in failing:
-        ranked = restrict_to_ops(ranking, pre, DYNAMIC_OPS) if base.plan.graph == "int8-dynamic" else ranking
+        ranked = restrict_to_ops(ranking, pre, DYNAMIC_OPS) if base.plan.graph.startswith("int8-dynamic") else ranking
         prefixes: list[tuple[str, ...]] = []
         seen: dict[str, None] = {}
         for s in ranked:

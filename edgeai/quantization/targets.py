@@ -31,8 +31,8 @@ _ORT_F16_CPU = ("onnxruntime's CPU provider has float16 kernels for few ops on t
 
 @dataclass(frozen=True)
 class Plan:
-    """One candidate way to run the model. ``graph``: ``original`` | ``fused`` | ``int8-dynamic`` |
-    ``int8-static`` | ``nncf-int8`` | ``fp16``; ``load``: ``edgeai.load`` keyword arguments."""
+    """One candidate way to run the model. ``graph``: ``original`` | ``fused`` | ``int8-dynamic`` (per-tensor) |
+    ``int8-dynamic-pc`` (per-channel) | ``int8-static`` | ``nncf-int8`` | ``fp16``; ``load``: ``edgeai.load`` keyword arguments."""
 
     name: str
     device: str
@@ -47,7 +47,7 @@ class Plan:
 
     @property
     def int8(self) -> bool:
-        return self.graph in ("int8-dynamic", "int8-static", "nncf-int8")
+        return self.graph in ("int8-dynamic", "int8-dynamic-pc", "int8-static", "nncf-int8")
 
     @property
     def tolerance_precision(self) -> str:
@@ -123,7 +123,11 @@ def _ort_cpu(device: str, cpu: CPUInfo, transformer: bool, fuse: bool) -> list[P
     plans.append(Plan(f"{device} bf16", device, ort, "original", "bf16", HALF, unsupported=_ORT_BF16))
     plans.append(Plan(f"{device} f16", device, ort, "fp16", "f16", HALF, unsupported=_ORT_F16_CPU))
     vnni = "VNNI-class INT8 dot products" if cpu.has_vnni else "no VNNI: reduce_range (7-bit weights)"
+    # Per-tensor is onnxruntime's (and Optimum's) default and the lighter kernel; per-channel keeps
+    # more accuracy. Both are cheap to build (no calibration): the race and parity decide.
     plans.append(Plan(f"{device} int8-dynamic", device, ort, "int8-dynamic", "int8+f32", INT8,
+                      engine_config={"quantization": f"quantize_dynamic, per-tensor, {vnni}"}))
+    plans.append(Plan(f"{device} int8-dynamic-per-channel", device, ort, "int8-dynamic-pc", "int8+f32", INT8,
                       engine_config={"quantization": f"quantize_dynamic, per-channel, {vnni}"}))
     plans.append(Plan(f"{device} int8-static", device, ort, "int8-static", "int8+f32", INT8,
                       engine_config={"quantization": f"quantize_static QDQ U8S8, per-channel, {vnni}"}))
@@ -155,8 +159,10 @@ def _openvino(device: str, target: str, cpu: CPUInfo, feats: set[str], caps: tup
         load, config = _ov_hint(device, prec)
         plans.append(Plan(f"{device} {prec}", device, ov, "original", prec, HALF, load, config, unsupported=why))
     int8_why = None if "INT8" in caps else f"OpenVINO reports no INT8 on {target} (capabilities {list(caps)})"
-    floats = [p for p, why in half.items() if why is None] + ["f32"]
-    for prec in floats:  # INT8 where it tolerates it, the rest at the device's float precision
+    # INT8 where it tolerates it, the rest at the device's fastest float precision (bf16 before f16)
+    # and at f32: two plans, the second for parts too sensitive for 16 bits.
+    floats = [p for p, why in half.items() if why is None][:1] + ["f32"]
+    for prec in floats:
         load, config = _ov_hint(device, prec)
         plans.append(Plan(f"{device} nncf-int8+{prec}", device, ov, "nncf-int8", f"int8+{prec}", INT8, load,
                           {**config, "quantization": "nncf.quantize (ignored scopes for parts kept in float)"},
