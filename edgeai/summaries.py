@@ -48,12 +48,18 @@ def print_quantize(result: Any, device: str) -> None:
     c = console()
     lat, worst = result.latency or {}, result.parity.worst
     rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
-            (f"p50 ms on {device} (batch 1)", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
+            (f"p50 ms on {result.device if device == 'auto' else device} (batch 1)", lat.get("fp32_p50_ms"),
+             lat.get("p50_ms")),
             ("output cosine (worst)", 1.0, worst.cosine)]
     if worst.top1 is not None:
         rows.append(("top-1 agreement", 1.0, worst.top1))
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
-    if result.candidates:
+    if result.candidates and "status" in result.candidates[0]:  # auto --device auto: devices x precisions
+        c.print(table("auto --device auto: every candidate on this machine", ["candidate", "status", "speed-up",
+                                                                              "interval", "cosine", "why"],
+                      [(r["name"], r["status"], r["speedup"], r["speedup_interval"], r["cosine"], (r["why"] or "")[:90])
+                       for r in result.candidates]))
+    elif result.candidates:
         c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "p50 ms",
                                               "speed-up", "error"],
                       [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
