@@ -103,7 +103,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                      devices: Sequence[str] | None = None, cpu_features: Sequence[str] | None = None,
                      candidates: Sequence[str] | None = None, samples: int = 64, fuse: bool = True,
                      mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
-                     sensitivity_samples: int = 4, time_budget_s: float = 60.0, min_rounds: int = 5,
+                     sensitivity_samples: int = 4, mixed_memory_gb: float = 2.0, time_budget_s: float = 60.0, min_rounds: int = 5,
                      max_rounds: int = 30, **unknown: Any) -> QuantizeResult:
     """Search devices x precisions x INT8 configs for the fastest that matches; write it (module doc).
 
@@ -114,6 +114,8 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         samples: calibration samples for INT8 graphs.
         fuse / mixed: try onnxruntime's fused transformer graph / INT8 with sensitive nodes in float.
         mixed_trials: exclusion sizes tried per failing INT8 plan (1, 4, 16, ... top-ranked groups).
+        mixed_memory_gb: memory the sensitivity ranking may hold (it keeps every activation of
+            both graphs per sample); fewer samples, or no mixed search, when it would take more.
         time_budget_s, min_rounds, max_rounds: the interleaved race (see :func:`race`).
         force: accepted for the CLI's sake; the FP32 plan always matches, so nothing needs forcing.
 
@@ -124,7 +126,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     if unknown:
         raise QuantizationError(f"unknown option(s) for auto --device auto: {sorted(unknown)}; it takes devices, "
                                 "cpu_features, candidates, samples, fuse, mixed, mixed_trials, max_excluded_fraction, "
-                                "sensitivity_samples, time_budget_s, min_rounds, max_rounds")
+                                "sensitivity_samples, mixed_memory_gb, time_budget_s, min_rounds, max_rounds")
     t0 = time.perf_counter()
     cpu = machine_cpu(cpu_features)
     proto = load_proto(src)
@@ -158,7 +160,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                 advance()
         if mixed:
             trials += _mixed(trials, graphs, reference, evals, tolerance, meta.get("task"), mixed_trials,
-                             max_excluded_fraction, sensitivity_samples)
+                             max_excluded_fraction, sensitivity_samples, mixed_memory_gb)
         t_checked = time.perf_counter()
         passing = [t for t in trials if t.status == "passed"]
         feed = timing_feed(list(evals))
@@ -284,15 +286,24 @@ def _load(path: Path, plan: Plan) -> Any:
 
 
 def _mixed(trials: list[Trial], graphs: _Graphs, reference: Any, feeds: Sequence[dict], tolerance: Any,
-           task: str | None, max_trials: int, max_fraction: float, n_samples: int) -> list[Trial]:
+           task: str | None, max_trials: int, max_fraction: float, n_samples: int, memory_gb: float) -> list[Trial]:
     """For each INT8 plan that failed parity: keep the top-ranked sensitive nodes in float, growing
     the set (1, 4, 16, ... groups) until parity holds, within ``max_fraction`` of the compute nodes."""
     failing = [t for t in trials if t.plan.int8 and t.status == "parity failed"]
     if not failing or max_trials < 1:
         return []
     try:
-        pre, qdq = graphs.get("pre"), graphs.get("int8-static")
-        ranking = rank_sensitive_nodes(pre, qdq, list(feeds)[:n_samples], graphs.work)
+        pre = graphs.get("pre")
+        # qdq_loss_debug keeps every intermediate tensor of both models for every sample in memory:
+        # a Whisper encoder's attention maps alone are ~50 MB each. Fewer samples, or no ranking.
+        per_sample = 5 * activation_bytes(pre)  # both graphs, QDQ outputs, copies: 4.5 GB measured on Whisper
+        n = min(n_samples, int(memory_gb * 2**30 // max(per_sample, 1)))
+        if n < 1:
+            graphs.notes.append(f"mixed precision skipped: ranking sensitive nodes would hold ~{per_sample / 2**30:.1f} "
+                                f"GB of activations per sample (limit mixed_memory_gb={memory_gb})")
+            return []
+        qdq = graphs.get("int8-static")
+        ranking = rank_sensitive_nodes(pre, qdq, list(feeds)[:n], graphs.work)
     except Exception as e:  # a graph onnxruntime's debug tooling cannot pair: say so, keep going
         graphs.notes.append(f"mixed precision skipped: sensitivity ranking failed: {type(e).__name__}: {str(e)[:200]}")
         return []
@@ -319,6 +330,27 @@ def _mixed(trials: list[Trial], graphs: _Graphs, reference: Any, feeds: Sequence
             added.append(last)
             base.reason += f"; with {len(last.plan.excluded)} sensitive nodes in float: {last.status}"
     return added
+
+
+def activation_bytes(path: Path) -> int:
+    """Bytes of all intermediate float tensors of one batch-1 sample, from ONNX shape inference
+    (unknown dims count as 1: a lower bound, good enough to refuse what cannot fit)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shapes stay as the graph has them
+        pass
+    total = 0
+    for vi in model.graph.value_info:
+        t = vi.type.tensor_type
+        if t.elem_type in (1, 10, 16):  # float, float16, bfloat16
+            n = 1
+            for d in t.shape.dim:
+                n *= d.dim_value if d.dim_value > 0 else 1
+            total += 4 * n
+    return total
 
 
 def _settle(trials: list[Trial], result: Any) -> Trial:
