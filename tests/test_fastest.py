@@ -21,6 +21,9 @@ QUICK = {"eval_samples": 2, "samples": 8, "time_budget_s": 3.0, "min_rounds": 2,
 OV = "openvino:CPU" in edgeai.devices()
 
 
+pytestmark = pytest.mark.slow  # each search builds INT8 graphs and races a dozen candidates
+
+
 @pytest.fixture(scope="module")
 def searched(zoo_onnx, tmp_path_factory):
     """One search over every device here on the zoo Transformer encoder (fusion applies to it)."""

@@ -104,7 +104,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                      candidates: Sequence[str] | None = None, samples: int = 64, fuse: bool = True,
                      mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
                      sensitivity_samples: int = 4, mixed_memory_gb: float = 2.0, time_budget_s: float = 60.0, min_rounds: int = 5,
-                     max_rounds: int = 30, **unknown: Any) -> QuantizeResult:
+                     max_rounds: int = 40, **unknown: Any) -> QuantizeResult:
     """Search devices x precisions x INT8 configs for the fastest that matches; write it (module doc).
 
     Args:

@@ -71,8 +71,8 @@ def _median_ms(run: Callable[[], Any], repeats: int) -> float:
     return float(np.median(times)) / 1e6
 
 
-def race(entries: Sequence[Entry], *, baseline: str, min_rounds: int = 5, max_rounds: int = 30,
-         time_budget_s: float = 60.0, cell_s: float = 0.15, warmup: int = 3, margin: float = 1.0,
+def race(entries: Sequence[Entry], *, baseline: str, min_rounds: int = 5, max_rounds: int = 40,
+         time_budget_s: float = 60.0, cell_s: float = 0.05, warmup: int = 3, margin: float = 1.0,
          clock: Callable[[], float] = time.monotonic) -> RaceResult:
     """Race ``entries`` interleaved and pick the winner (see the module doc).
 
@@ -81,6 +81,8 @@ def race(entries: Sequence[Entry], *, baseline: str, min_rounds: int = 5, max_ro
         min_rounds: rounds before anything is dropped or decided (at least 2).
         time_budget_s: wall-clock budget for the rounds; never stops before ``min_rounds``.
         cell_s: time per entry per round; each entry repeats ``cell_s / its latency`` times (>= 1).
+            Short cells and many rounds: on a shared machine load comes in bursts of seconds, and a
+            long cell lets one burst land on one candidate only.
         margin: A beats B when the lower bound of A's speed-up over B clears this.
 
     Raises:
