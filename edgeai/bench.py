@@ -3,7 +3,8 @@
 Cold start (loading: file parse + session creation / compile, then the first inference) is
 reported apart from warm-up and from steady state. Timings use ``time.perf_counter_ns``. The matrix
 runs every config in ONE process and interleaves them in rounds (rotating the order each round),
-so machine noise hits all configs alike; speedups are medians of per-round p50 ratios, and the
+so machine noise hits all configs alike; a speed-up is the geometric mean of per-round p50 ratios with
+a 95% interval over rounds (:mod:`edgeai.speedup`, the estimator ``quantize --mode auto`` decides with), and the
 spread of the per-round p50s is the noise a later run is compared against (``edgeai.benchcompare``).
 
 Timing on CUDA: ``Model.run`` returns host numpy arrays, so each timed call ends with the
@@ -30,8 +31,10 @@ from edgeai.machine import (
     peak_rss_mb,
     physical_cores,
 )
+from edgeai.onnxfile import save_onnx
 from edgeai.runtimes import load, parse_device
 from edgeai.specs import make_inputs
+from edgeai.speedup import SpeedupEstimate, estimate_from_rounds
 from edgeai.timing import (
     LatencyStats,
     StopRule,
@@ -234,12 +237,45 @@ def _report(cell: _Cell, streams: int, rule: StopRule) -> BenchReport:
                        device_memory_mb=device_memory_mb(info), **common)
 
 
+ENGINE_WARMUP = "each engine was warmed up on a dummy model first"
+
+
 def _import_engines(configs: Sequence[BenchConfig]) -> None:
-    """Import the engines before timing a load: cold start measures loading, not ``import openvino``."""
-    if any(isinstance(c.model, (str, os.PathLike)) for c in configs):
+    """Import the engines and warm each one up before timing a load.
+
+    Cold start measures loading *this* model, not ``import openvino`` nor the engine's one-time
+    set-up (onnxruntime's first session costs ~100 ms more than the next, whichever model it is):
+    without this the first config in the list would pay for every other one.
+    """
+    paths = [c for c in configs if isinstance(c.model, (str, os.PathLike))]
+    if paths:
         available_devices()
+    for device in dict.fromkeys(str(c.device) for c in paths if str(c.device).lower() != "torch"):
+        _warm_up_engine(device)
     if any(str(c.device).lower() == "torch" for c in configs):
-        import torch  # noqa: F401
+        import torch
+
+        torch.nn.Linear(4, 4)(torch.zeros(1, 4))  # torch's first op pays its own one-time set-up
+
+
+def _warm_up_engine(device: str) -> None:
+    """Load and run a one-node model on ``device`` (errors are left to the real load to report)."""
+    import tempfile
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warmup", [x], [y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = min(proto.ir_version, onnx.IR_VERSION, 9)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".edgeai-warmup-") as tmp:
+            path = save_onnx(proto, os.path.join(tmp, "warmup.onnx"))
+            load(path, device).run({"x": np.zeros((1, 4), np.float32)})
+    except EdgeAIError:
+        pass
 
 
 def _same_device(device: str, model: Any) -> bool:
@@ -302,20 +338,47 @@ class MatrixResult:
     """Every cell of a matrix run, with speedups against the baseline config at the same batch."""
 
     reports: tuple[BenchReport, ...]
-    speedups: dict[str, float]  # "name|batch" -> median over rounds of baseline p50 / config p50
+    # "name|batch" -> speed-up over the baseline at the same batch: the geometric mean of per-round
+    # p50 ratios (edgeai.speedup), the same estimator `edgeai quantize --mode auto` decides with
+    speedups: dict[str, float]
     baseline: str | None
     rounds: int
     machine: dict[str, Any]
     timing_overhead_ns: float = float("nan")  # the timing loop's own cost per call, measured in this run
     settings: dict[str, Any] = field(default_factory=dict)  # warmup, stop rule, streams, threads, dims
+    # "name|batch" -> 95% interval of the speed-up over the per-round ratios (2 rounds or more)
+    speedup_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    intervals: dict[str, SpeedupEstimate] = field(default_factory=dict)  # "name|batch" -> estimate + 95% interval
 
     def speedup(self, report: BenchReport) -> float | None:
         return self.speedups.get(f"{report.name}|{report.batch}")
 
+    def speedup_interval(self, report: BenchReport) -> tuple[float, float] | None:
+        """The 95% interval of ``speedup(report)`` (Student's t over log per-round ratios), if measured."""
+        return self.speedup_intervals.get(f"{report.name}|{report.batch}")
+
+    def interval(self, report: BenchReport) -> SpeedupEstimate | None:
+        """The speed-up's estimate with its confidence interval over rounds (None for cells that did not run)."""
+        return self.intervals.get(f"{report.name}|{report.batch}")
+
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        def row(r: BenchReport) -> dict[str, Any]:
+            est, iv = self.interval(r), self.speedup_interval(r)
+            return dict(r.to_dict(samples=samples), speedup=self.speedup(r), speedup_interval=list(iv) if iv else None,
+                        speedup_estimate=None if est is None else est.to_dict())
+
         return {"kind": "edgeai.bench", "machine": self.machine, "baseline": self.baseline, "rounds": self.rounds,
                 "timing_overhead_ns": round(self.timing_overhead_ns, 1), "settings": self.settings,
-                "results": [dict(r.to_dict(samples=samples), speedup=self.speedup(r)) for r in self.reports]}
+                "results": [row(r) for r in self.reports]}
+
+
+def speedup_from_rounds(baseline_rounds_ns: Sequence[Sequence[int]],
+                        candidate_rounds_ns: Sequence[Sequence[int]]) -> SpeedupEstimate:
+    """The speed-up of a config over the baseline from their timed runs, round by round: the p50 of
+    each round, paired by round, through :func:`edgeai.speedup.estimate_from_rounds` (geometric mean
+    of per-round ratios, 95% t-interval), the estimator ``auto`` stores its decision with."""
+    return estimate_from_rounds([max(float(np.median(r)), 1.0) / 1e6 for r in baseline_rounds_ns],
+                                [max(float(np.median(r)), 1.0) / 1e6 for r in candidate_rounds_ns])
 
 
 def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequence[int] = (1,), *,
@@ -383,13 +446,21 @@ def bench_matrix(configs: Sequence[BenchConfig | tuple[str, Any]], batches: Sequ
     reports = tuple(_report(c, streams, rule) for c in cells)
     base = baseline or names[0]
     speedups: dict[str, float] = {}
+    speedup_intervals: dict[str, tuple[float, float]] = {}
+    intervals: dict[str, SpeedupEstimate] = {}
     by_key = {(c.loaded.config.name, c.batch): c for c in live}
     for cell in live:
         ref = by_key.get((base, cell.batch))
         if ref is None:
             continue
-        ratios = [np.median(rb) / np.median(rc) for rb, rc in zip(ref.rounds, cell.rounds, strict=True)]
-        speedups[f"{cell.loaded.config.name}|{cell.batch}"] = round(float(np.median(ratios)), 3)
+        key = f"{cell.loaded.config.name}|{cell.batch}"
+        intervals[key] = est = speedup_from_rounds(ref.rounds, cell.rounds)
+        speedups[key] = round(est.speedup, 3)
+        if est.rounds >= 2 and cell is not ref:
+            speedup_intervals[key] = (round(est.low, 3), round(est.high, 3))
     settings = {"warmup": warmup, "stop": rule.describe(), "stop_per_round": share.describe(), "streams": streams,
-                "batches": batches, "dims": dict(dims or {}), "configs": [c.to_dict() for c in cfgs]}
-    return MatrixResult(reports, speedups, base, rounds, machine_info(), overhead, settings)
+                "batches": batches, "dims": dict(dims or {}), "configs": [c.to_dict() for c in cfgs],
+                "engine_warmup": ENGINE_WARMUP if any(isinstance(c.model, (str, os.PathLike)) for c in cfgs)
+                else None}
+    return MatrixResult(reports, speedups, base, rounds, machine_info(), overhead, settings,
+                        speedup_intervals=speedup_intervals, intervals=intervals)

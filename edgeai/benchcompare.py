@@ -8,7 +8,6 @@ per-round p50s do not overlap) and ``min_change`` (default 5%). Anything smaller
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeai import userjson
 from edgeai.errors import EdgeAIError
+from edgeai.readset import read_regular
 
 #: Changes below this never count, however tight the rounds: runs minutes apart on one machine drift
 #: by a few percent (frequency scaling, other processes) in ways no within-run spread can show.
@@ -56,19 +57,34 @@ class Comparison:
                 "changes": [c.to_dict() for c in self.changes]}
 
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+#: The fields of an ``edgeai bench --json`` result that a comparison reads.
+BENCH_JSON_SCHEMA = {
+    "type": "object", "required": ["results"],
+    "properties": {
+        "rounds": {"type": "integer"},
+        "machine": {"type": ["object", "null"], "properties": {
+            "cpu": {"type": ["object", "null"], "properties": {"model": {"type": ["string", "null"]}}}}},
+        "results": {"type": "array", "maxItems": 100_000, "items": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "batch": {"type": "integer"}, "streams": {"type": "integer"},
+                           "status": {"type": ["string", "null"]},
+                           "round_p50_ms": {"type": ["array", "null"], "items": {"type": "number",
+                                                                                  "exclusiveMinimum": 0}},
+                           "latency_ms": {"type": ["object", "null"], "properties": {"p50": _NUMBER_OR_NULL}}}}},
+    },
+}
+
+
 def read_bench_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an ``edgeai bench --json`` file; anything else is a clear error."""
+    """Read an ``edgeai bench --json`` file (a regular file, bounded, schema-checked); anything else
+    is a clear error."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise EdgeAIError(f"--compare-to file not found: {p}") from None
-    except (OSError, ValueError) as e:
-        raise EdgeAIError(f"cannot read {p} as JSON ({e}); give the output of `edgeai bench ... --json`") from e
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise EdgeAIError(f"{p} is not an `edgeai bench --json` result (no 'results' list); rerun the old "
-                          "benchmark with --json > old.json")
-    return data
+    if not os.path.lexists(p):
+        raise EdgeAIError(f"--compare-to file not found: {p}")
+    text = read_regular(p, "--compare-to file", max_bytes=userjson.MAX_BYTES)
+    return userjson.parse(text, f"--compare-to {p}", BENCH_JSON_SCHEMA,
+                          hint="give the output of `edgeai bench ... --json`")
 
 
 def _short(row: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ writes, and the comparison with an earlier run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,29 +13,8 @@ from edgeai.atomic import write_text
 from edgeai.bench import BenchConfig, MatrixResult, bench_matrix, physical_cores
 from edgeai.benchcompare import Comparison, compare_runs, read_bench_json
 from edgeai.errors import EdgeAIError
+from edgeai.readset import check_output, in_scope
 from edgeai.report import bench_csv, bench_markdown, latency_plot, progress
-
-
-def parse_batches(text: str) -> list[int]:
-    """``"1,8,32"`` -> [1, 8, 32]."""
-    try:
-        batches = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise EdgeAIError(f"bad --batch {text!r}; expected comma-separated integers like 1,8,32") from None
-    if not batches or min(batches) < 1:
-        raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {text!r}")
-    return batches
-
-
-def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
-    """``["seq=128"]`` -> {"seq": 128}: sizes of symbolic dims other than batch."""
-    dims = {}
-    for item in items or []:
-        k, _, v = item.partition("=")
-        if not k or not v.strip().isdigit() or int(v) < 1:
-            raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
-        dims[k.strip()] = int(v)
-    return dims
 
 
 def configs_for(models: Sequence[str], devices: Sequence[str], precisions: Sequence[str | None],
@@ -90,6 +70,7 @@ class BenchRun:
         return data
 
 
+@in_scope
 def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batches: Sequence[int] = (1,),
               precisions: Sequence[str | None] = (None,), warmup: int = 10, iterations: int | None = None,
               duration: float | None = None, rounds: int = 5, streams: int = 1, baseline: str | None = None,
@@ -116,10 +97,15 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
                     raise EdgeAIError(f"{option} {written} is one of this command's inputs ({m}); inputs are never "
                                       "overwritten: choose another output path")
     options: dict[str, Any] = {"threads": threads or physical_cores()}  # explicit, so every row reports it
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise EdgeAIError(f"--cache-dir {cache_dir} is a file; give a folder (it is created if missing)")
     if cache_dir:
         options["cache_dir"] = str(cache_dir)
     configs = configs_for(models, devices, precisions, baseline, options, static_shapes, streams)
     old = read_bench_json(compare_to) if compare_to else None  # fail on a bad file before the long run
+    for option, written in (("--plot", plot), ("--csv", csv), ("--markdown", markdown)):
+        if written is not None:  # every model (its data files, its bundle folder) is read by now
+            check_output(written, option)
     with progress("bench", total=len(configs) + len(configs) * len(batches) * max(rounds, 1)) as advance:
         result = bench_matrix(configs, batches, warmup=warmup, iterations=iterations, duration=duration,
                               rounds=rounds, streams=streams, dims=dims or {}, on_step=advance)
@@ -133,7 +119,7 @@ def run_bench(models: Sequence[str], *, devices: Sequence[str] = ("cpu",), batch
         write_text(markdown, bench_markdown(result))
         written.append(str(markdown))
     if plot:
-        latency_plot(result.reports, plot, title=f"edgeai bench ({result.machine['cpu']['model']}, "
+        latency_plot(result, plot, title=f"edgeai bench ({result.machine['cpu']['model']}, "
                                                  f"{options['threads']} threads)")
         written.append(str(plot))
     return BenchRun(result, comparison, written)

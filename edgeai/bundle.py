@@ -13,16 +13,16 @@ variant's sha256 is verified before its file is handed to an engine.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeai import __version__
+from edgeai import __version__, userjson
 from edgeai.device_strings import DeviceRequest, parse_device, precision_rank
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, ModelLoadError
-from edgeai.onnxfile import describe_file
+from edgeai.onnxfile import ONNX_PROTOBUF_LIMIT, describe_file
+from edgeai.readset import note_read, open_regular, read_regular
 from edgeai.specs import TensorSpec
 
 MANIFEST = "manifest.json"
@@ -31,14 +31,66 @@ FORMAT = "edgeai-bundle"
 # them); a major bump changes the meaning of existing fields and is refused across the boundary.
 MANIFEST_VERSION = "1.0"
 
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_NUMBER = {"type": ["number", "null"]}
+_SPEC = {"type": "object", "required": ["name", "shape"],
+         "properties": {"name": {"type": "string"}, "dtype": {"type": "string"},
+                        "shape": {"type": "array", "items": {"type": ["integer", "string", "null"]}},
+                        "value_range": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2,
+                                        "maxItems": 2}}}
+_PARITY = {"type": "object", "properties": {"passed": {"type": "boolean"}, "verdict": {"type": ["string", "null"]},
+                                            "cosine": _NUMBER, "max_abs": _NUMBER, "top1": _NUMBER}}
+_LATENCY = {"type": "object", "properties": {"p50_ms": _NUMBER, "p99_ms": _NUMBER, "speedup_vs_fp32": _NUMBER,
+                                             "ran_on": {"type": ["string", "null"]},
+                                             "status": {"type": ["string", "null"]}}}
+_VARIANT = {
+    "type": "object", "required": ["name", "file", "sha256"],
+    "properties": {"name": {"type": "string", "minLength": 1}, "file": {"type": "string", "minLength": 1},
+                   "sha256": _SHA256, "precision": {"type": "string"}, "devices": _STRINGS, "default_for": _STRINGS,
+                   "size_bytes": {"type": "integer", "minimum": 0}, "data_file": {"type": ["string", "null"]},
+                   "data_sha256": {"anyOf": [_SHA256, {"type": "null"}]},
+                   "parity": {"type": ["object", "null"], "additionalProperties": _PARITY},
+                   "latency": {"type": ["object", "null"], "additionalProperties": _LATENCY},
+                   "quantization": {"type": ["object", "null"]}}}
+#: What a manifest must hold for edgeai to load, select, verify and describe a bundle. Fields it
+#: does not read are not constrained (a newer minor version may add some).
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["format", "manifest_version", "variants", "inputs", "outputs"],
+    "properties": {
+        "format": {"type": "string"}, "manifest_version": {"type": "string"},
+        "variants": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _VARIANT},
+        "inputs": {"type": "array", "items": _SPEC}, "outputs": {"type": "array", "items": _SPEC},
+        "defaults": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+        "preprocessing": {"type": ["object", "null"]}, "labels": {"type": ["array", "null"], "items": {"type": "string"}},
+        "notes": {"type": ["array", "null"], "items": {"type": "string"}},
+        "source": {"type": ["object", "null"], "properties": {"source": {"type": ["string", "null"]},
+                                                             "reference": {"type": ["string", "null"]}}},
+        "engines": {"type": ["object", "null"], "additionalProperties": {"type": ["string", "null"]}},
+        "created": {"type": "string"}, "edgeai_version": {"type": "string"}, "mode": {"type": "string"},
+        "parity_data": {"type": ["string", "null"]}, "passed": {"type": "boolean"},
+        "calibration": {"type": ["string", "null"]}, "dynamic_dims": {"type": ["array", "null"]},
+        "checked_on": {"type": ["object", "null"]},
+    },
+}
+# What `edgeai info` shows for a field an older (or hand-written) manifest lacks.
+_SHOWN_DEFAULTS = {"source": {"source": "unknown"}, "created": "unknown", "edgeai_version": "unknown",
+                   "mode": "unknown", "engines": {}, "defaults": {}, "parity_data": "unknown", "notes": []}
+_MANIFEST_MAX_BYTES = 16 << 20
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (models can be large)."""
+    """Hex sha256 of a regular file, read in 1 MiB chunks (models can be large)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "bundle file", ModelLoadError) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def parse_version(text: Any) -> tuple[int, int]:
@@ -99,7 +151,8 @@ class Variant:
 
 def _inside(root: Path, name: str, where: str) -> Path:
     """A file named by the manifest, which must stay inside the bundle folder."""
-    if not isinstance(name, str) or not name or os.path.isabs(name) or "\\" in name:
+    if not isinstance(name, str) or not name or os.path.isabs(name) or "\\" in name or "\0" in name \
+            or len(name) > 255:
         raise ModelLoadError(f"{where}: file name {name!r} in the manifest is not a plain relative name")
     path = (root / name).resolve()
     if root.resolve() not in path.parents:
@@ -120,16 +173,17 @@ class Bundle:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         file = self.path / MANIFEST
-        if not file.is_file():
+        if not os.path.lexists(file) or not self.path.is_dir():
             raise ModelLoadError(f"{self.path} is not a bundle: {MANIFEST} not found (make one with `edgeai deploy`)")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ModelLoadError(f"{file} is not valid JSON ({e}); the bundle is damaged, re-create it with "
-                                 "`edgeai deploy`") from e
+        damaged = "the bundle is damaged, re-create it with `edgeai deploy`"
+        text = read_regular(file, "bundle manifest", ModelLoadError, max_bytes=_MANIFEST_MAX_BYTES)
+        data = userjson.parse(text, str(file), None, error=ModelLoadError, hint=damaged)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelLoadError(f"{file} is not an edgeai bundle manifest (expected \"format\": \"{FORMAT}\")")
         self.notes = check_version(data.get("manifest_version"), file)
+        userjson.validate(data, MANIFEST_SCHEMA, f"{file} lacks a required field or has a malformed one ({damaged})",
+                          ModelLoadError)
+        note_read(self.path, tree=True)  # nothing this command writes may land inside a bundle it reads
         try:
             self.variants = [Variant.from_dict(v) for v in data["variants"]]
             self.inputs = [TensorSpec.from_dict(s) for s in data["inputs"]]
@@ -139,10 +193,16 @@ class Bundle:
                                  "re-create the bundle with `edgeai deploy`") from e
         if not self.variants:
             raise ModelLoadError(f"{file} lists no model variants")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ModelLoadError(f"{file} names a variant twice ({names}); {damaged}")
         for v in self.variants:
             _inside(self.path, v.file, str(file))
             if v.data_file:
                 _inside(self.path, v.data_file, str(file))
+        unknown = {d: n for d, n in (data.get("defaults") or {}).items() if n not in names}
+        if unknown:
+            raise ModelLoadError(f"{file}: defaults {unknown} name variants the manifest does not list; {damaged}")
         self.manifest: dict[str, Any] = data
         self.defaults: dict[str, str] = dict(data.get("defaults") or {})
         self.preprocessing: dict[str, Any] | None = data.get("preprocessing")
@@ -188,27 +248,66 @@ class Bundle:
         return pairs
 
     def integrity(self, variant: Variant) -> str:
-        """``"ok"``, ``"missing"`` or ``"sha256 mismatch"`` for a variant's file(s) right now."""
+        """``"ok"``, ``"missing"``, ``"not a regular file"`` or ``"sha256 mismatch"`` for a variant's file(s) now."""
         for file, expected in self._files(variant):
-            if not file.is_file():
+            if not os.path.lexists(file):
                 return "missing"
+            if not file.is_file():
+                return "not a regular file"
             if sha256_file(file) != expected:
                 return "sha256 mismatch"
         return "ok"
 
     def verify(self, variant: Variant) -> Path:
         """Check a variant's file(s) against the manifest's sha256; return the model path."""
-        for file, expected in self._files(variant):
-            if not file.is_file():
-                raise ModelLoadError(f"bundle {self.path}: {file.name} (variant {variant.name!r}) is missing; the "
-                                     "bundle is incomplete, re-create it with `edgeai deploy`")
-            actual = sha256_file(file)
-            if actual != expected:
-                raise ModelLoadError(f"bundle {self.path}: {file.name} (variant {variant.name!r}) does not match its "
-                                     f"manifest (sha256 {actual[:16]}... != {str(expected)[:16]}...); the file was "
-                                     "modified or corrupted, refusing to load it. Re-create the bundle with "
-                                     "`edgeai deploy`")
-        return self._files(variant)[0][0]
+        return self.read_verified(variant)[0]
+
+    def read_verified(self, variant: Variant) -> tuple[Path, bytes, tuple[Path, tuple[int, ...]] | None]:
+        """The model file's bytes, hashed in memory and checked against the manifest.
+
+        An engine handed these bytes runs exactly what was checked: nothing swapped in between the
+        hash and the engine's read can reach it. A variant over 2 GB keeps its weights in a data
+        file, which the engine reads by path: it is hashed here, and its identity (device, inode,
+        size, mtime) is returned for the caller to compare again once the engine has read it.
+
+        Raises:
+            ModelLoadError: a missing file, or one that does not match its sha256.
+        """
+        files = self._files(variant)
+        (model_file, expected), data = files[0], files[1] if len(files) > 1 else None
+        if not os.path.lexists(model_file):
+            self._missing(model_file, variant)
+        blob = read_regular(model_file, f"bundle file (variant {variant.name!r})", ModelLoadError,
+                            max_bytes=ONNX_PROTOBUF_LIMIT)
+        self._compare(model_file, variant, hashlib.sha256(blob).hexdigest(), expected)
+        data_identity = None
+        if data is not None:
+            if not os.path.lexists(data[0]):
+                self._missing(data[0], variant)
+            before = _identity(data[0])
+            self._compare(data[0], variant, sha256_file(data[0]), data[1])
+            if _identity(data[0]) != before:
+                raise ModelLoadError(f"bundle {self.path}: {data[0].name} changed while it was being verified; "
+                                     "refusing to load it")
+            data_identity = (data[0], before)
+        return model_file, blob, data_identity
+
+    def _missing(self, file: Path, variant: Variant) -> None:
+        raise ModelLoadError(f"bundle {self.path}: {file.name} (variant {variant.name!r}) is missing; the "
+                             "bundle is incomplete, re-create it with `edgeai deploy`")
+
+    def _compare(self, file: Path, variant: Variant, actual: str, expected: str | None) -> None:
+        if actual != expected:
+            raise ModelLoadError(f"bundle {self.path}: {file.name} (variant {variant.name!r}) does not match its "
+                                 f"manifest (sha256 {actual[:16]}... != {str(expected)[:16]}...); the file was "
+                                 "modified or corrupted, refusing to load it. Re-create the bundle with "
+                                 "`edgeai deploy`")
+
+    def data_unchanged(self, identity: tuple[Path, tuple[int, ...]] | None) -> None:
+        """After the engine read a variant's data file: it must be the file that was hashed."""
+        if identity is not None and _identity(identity[0]) != identity[1]:
+            raise ModelLoadError(f"bundle {self.path}: {identity[0].name} was replaced or modified while the engine "
+                                 "read it; refusing the loaded model (load again)")
 
     def verify_all(self) -> dict[str, str]:
         """``{variant name: "ok" | "missing" | "sha256 mismatch"}`` (used by ``edgeai info``)."""
@@ -216,7 +315,12 @@ class Bundle:
 
     def describe(self) -> dict[str, Any]:
         """The manifest plus the integrity of each file right now (what ``edgeai info`` shows)."""
-        return {**self.manifest, "path": str(self.path), "integrity": self.verify_all(), "read_notes": self.notes}
+        shown = {k: v for k, v in self.manifest.items() if v is not None or k not in _SHOWN_DEFAULTS}
+        shown = {**_SHOWN_DEFAULTS, **shown}
+        shown["source"] = {"source": "unknown", **shown["source"]}  # found by benchmarks/fuzz.py
+        shown["inputs"] = [s.to_dict() for s in self.inputs]
+        shown["outputs"] = [s.to_dict() for s in self.outputs]
+        return {**shown, "path": str(self.path), "integrity": self.verify_all(), "read_notes": self.notes}
 
 
 def _safe_engine(device: str) -> str | None:
@@ -228,7 +332,12 @@ def _safe_engine(device: str) -> str | None:
 
 def is_bundle(path: Any) -> bool:
     """Whether ``path`` names a bundle folder (one holding ``manifest.json``)."""
-    return isinstance(path, (str, os.PathLike)) and Path(path).is_dir() and (Path(path) / MANIFEST).exists()
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    try:
+        return Path(path).is_dir() and os.path.lexists(Path(path) / MANIFEST)
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def describe_bundle(path: str | os.PathLike) -> dict[str, Any]:
@@ -242,21 +351,44 @@ def describe_path(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_labels(labels: str | None) -> list[str] | None:
-    """Class labels: a text file with one label per line, or a comma-separated list."""
+    """Class labels: a text file (UTF-8) with one label per line, or a comma-separated list.
+
+    Raises:
+        EdgeAIError: the file is not a regular file, not UTF-8, or over 16 MiB.
+    """
     if not labels:
         return None
     path = Path(labels)
-    if path.is_file():
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        exists = "\0" not in labels and os.path.lexists(path)
+    except (OSError, ValueError):
+        exists = False
+    if exists:
+        raw = read_regular(path, "--labels file", max_bytes=16 << 20)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise EdgeAIError(f"--labels file {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                              "UTF-8, one label per line") from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
     return [t.strip() for t in labels.split(",")]
 
 
+_OBJECT = {"type": "object"}
+
+
 def read_json_option(text: str | None, option: str) -> Any:
-    """A JSON object given inline or as a .json file path (``--preprocessing``)."""
+    """A JSON object given inline or as a .json file path (``--preprocessing``): bounded in size
+    and depth, and an object (the manifest stores it as one)."""
     if not text:
         return None
     path = Path(text)
     try:
-        return json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
-    except ValueError as e:
-        raise EdgeAIError(f"{option} takes a JSON object or a .json file; could not parse {text!r}: {e}") from None
+        is_file = "\0" not in text and len(text) < 4096 and os.path.lexists(path) and not text.lstrip().startswith("{")
+    except (OSError, ValueError):
+        is_file = False
+    hint = f"{option} takes a JSON object or a .json file"
+    if is_file:
+        data = read_regular(path, f"{option} file", max_bytes=1 << 20)
+        return userjson.parse(data, f"{option} {path}", _OBJECT, max_bytes=1 << 20, hint=hint)
+    return userjson.parse(text, f"{option} {text[:60]!r}", _OBJECT, max_bytes=1 << 20, hint=hint)

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from edgeai.atomic import write_text
-from edgeai.bench import benchmark, machine_info
+from edgeai.bench import bench_matrix, machine_info
 from edgeai.errors import EdgeAIError
 from edgeai.exporters import export
+from edgeai.plots import variant_plot
 from edgeai.quantization import quantize
-from edgeai.report import latency_plot, progress, to_json
+from edgeai.report import progress, to_json
 from edgeai.runtimes import Model, devices, load
 from edgeai.sources import ModelSource
 from edgeai.zoo import digits_cnn, get
@@ -74,17 +75,28 @@ class DemoRow:
     p90_ms: float
     p99_ms: float
     runtime: dict[str, Any]
+    speedup_vs_torch: float | None = None  # median over interleaved rounds of p50 ratios
+    speedup_interval: tuple[float, float] | None = None  # its 95% interval
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 COLUMNS = ["variant", "device", "ran on", "precision", "test acc", "top-1 vs torch", "max abs", "size KB",
-           "p50 ms", "p90 ms", "p99 ms"]
+           "p50 ms", "p90 ms", "p99 ms", "speed-up vs torch"]
+BASELINE = "PyTorch FP32 [torch]"
 
 
 def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str, Any]:
     """Run the demo; write ``results.json`` and ``latency.png`` into ``out``; return the results."""
+    results, matrix = measure_demo(out, iterations)
+    write_text(Path(out) / "results.json", to_json(results))
+    demo_plot(results, matrix, Path(out) / "latency.png")
+    return results
+
+
+def measure_demo(out: str | Path = "edgeai-demo", iterations: int = 300, epochs: int = 8) -> tuple[dict[str, Any], Any]:
+    """Train, export, quantize and measure every variant; the results and the bench matrix (nothing rendered)."""
     import torch
 
     from edgeai.runtimes.torch import TorchRuntime
@@ -96,7 +108,7 @@ def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str
     with progress("demo", total=len(stages)) as advance:
         x_tr, x_te, y_tr, y_te = load_digits_28()
         t0 = time.perf_counter()
-        module = train_cnn(x_tr, y_tr)
+        module = train_cnn(x_tr, y_tr, epochs)
         train_s = time.perf_counter() - t0
         advance()
         fp32 = out / "digits_cnn.onnx"
@@ -117,30 +129,52 @@ def run_demo(out: str | Path = "edgeai-demo", iterations: int = 300) -> dict[str
             for label, path in (("FP32", fp32), ("INT8", int8)):
                 engine = "OpenVINO" if device.startswith("openvino") else "ONNX Runtime"
                 variants.append((f"{engine} {label}", load(path, device), device))
-        rows, reports = [], []
         one = {"pixel_values": x_te[:1]}
-        for name, model, device in variants:
+        # Interleaved rounds, so machine noise lands on every variant alike and each speed-up has an interval.
+        matrix = bench_matrix([(f"{name} [{device}]", model) for name, model, device in variants], [1], warmup=20,
+                              iterations=iterations, rounds=5, inputs=one, baseline=BASELINE)
+        rows = []
+        for (name, model, device), bench in zip(variants, matrix.reports, strict=True):
             logits = model.run({"pixel_values": x_te})[model.outputs[0].name]
-            bench = benchmark(model, one, warmup=20, iterations=iterations, name=f"{name} [{device}]")
             info = model.describe()
             path = int8 if "INT8" in name else fp32
-            rows.append(DemoRow(name, device, f"{info.engine} {','.join(info.devices_in_effect)}", info.precision,
+            ran_on = ",".join(d.replace("ExecutionProvider", "") for d in info.devices_in_effect)
+            rows.append(DemoRow(name, device, f"{info.engine} {ran_on}", info.precision,
                                 float((logits.argmax(1) == y_te).mean()),
                                 float((logits.argmax(1) == ref_logits.argmax(1)).mean()),
                                 float(np.abs(logits - ref_logits).max()),
                                 (path.stat().st_size if "PyTorch" not in name else
                                  sum(p.numel() * 4 for p in module.parameters())) / 1024,
-                                bench.latency.p50, bench.latency.p90, bench.latency.p99, info.to_dict()))
-            reports.append(bench)
+                                bench.latency.p50, bench.latency.p90, bench.latency.p99, info.to_dict(),
+                                matrix.speedup(bench), matrix.speedup_interval(bench)))
         advance()
     results = {"rows": [r.to_dict() for r in rows], "columns": COLUMNS, "train_seconds": round(train_s, 2),
                "test_samples": int(len(y_te)), "export": exported.to_dict(), "quantize": quantized.to_dict(),
                "machine": machine_info(), "wall_seconds": round(time.perf_counter() - t_start, 2),
                "files": {"fp32": str(fp32), "int8": str(int8), "json": str(out / "results.json"),
                          "plot": str(out / "latency.png")}}
-    write_text(out / "results.json", to_json(results))
-    latency_plot(reports, out / "latency.png", title="edgeai demo: digits CNN, batch 1")
-    return results
+    return results, matrix
+
+
+def demo_plot(results: dict[str, Any], matrix: Any, path: str | Path | None) -> Any:
+    """Each variant's latency, speed-up vs PyTorch, held-out accuracy, agreement, error and size."""
+    rows = results["rows"]
+    labels = [f"{r['name']} [{r['device']}]" if r["device"] != "torch" else r["name"] for r in rows]
+    pct = lambda v: f"{v:.1%}"  # noqa: E731
+    columns = [
+        (f"accuracy on {results['test_samples']} held-out digits", [r["accuracy"] for r in rows], pct,
+         "correct", "fraction"),
+        ("top-1 agreement with PyTorch", [None] + [r["top1_agreement"] for r in rows[1:]], pct,
+         "same class as PyTorch", "fraction"),
+        ("max abs error vs PyTorch logits", [None] + [r["max_abs"] for r in rows[1:]],
+         lambda v: "0" if v == 0 else f"{v:.2g}", "log scale", True),
+        ("file size", [r["size_kb"] for r in rows], lambda v: f"{v:.0f} KB", "KB (PyTorch: FP32 weights)", False),
+    ]
+    return variant_plot(labels, list(matrix.reports), [r["speedup_vs_torch"] for r in rows],
+                        [r["speedup_interval"] for r in rows], [0], "PyTorch FP32", columns,
+                        "edgeai demo: digits CNN trained on scikit-learn's digits, FP32 and INT8, batch 1", [f"speed-up: {matrix.rounds} interleaved rounds; median of per-round p50 ratios, "
+                                    "error bar the 95% interval; grey: within noise",
+                                    "INT8: static QDQ, calibrated on 360 training images"], path)
 
 
 def exported_source(module: Any) -> Any:
@@ -150,4 +184,11 @@ def exported_source(module: Any) -> Any:
 def table_rows(results: dict[str, Any]) -> list[list[Any]]:
     return [[r["name"], r["device"], r["ran_on"], r["precision"], f"{r['accuracy']:.2%}",
              f"{r['top1_agreement']:.2%}", r["max_abs"], round(r["size_kb"], 1), r["p50_ms"], r["p90_ms"],
-             r["p99_ms"]] for r in results["rows"]]
+             r["p99_ms"], "baseline" if r["device"] == "torch" else _speedup_text(r)] for r in results["rows"]]
+
+
+def _speedup_text(row: dict[str, Any]) -> str | None:
+    if row.get("speedup_vs_torch") is None:
+        return None
+    iv = row.get("speedup_interval")
+    return f"{row['speedup_vs_torch']:.2f}x" + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if iv else "")

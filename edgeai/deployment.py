@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeai import __version__
-from edgeai.atomic import write_text
+from edgeai.atomic import exchange, fsync, temp_name, write_text
 from edgeai.bench import MatrixResult, bench_matrix
 from edgeai.bundle import (
     FORMAT,
@@ -31,20 +31,30 @@ from edgeai.bundle import (
     sha256_file,
 )
 from edgeai.cpu import cpu_info
-from edgeai.errors import DeviceUnavailableError, EdgeAIError, ParityError, QuantizationError
+from edgeai.errors import (
+    DeviceUnavailableError,
+    EdgeAIError,
+    InputMismatchError,
+    ParityError,
+    QuantizationError,
+    WriteError,
+)
 from edgeai.exporters import ExportResult, export
 from edgeai.feeds import Feeds, evaluation_feeds
 from edgeai.onnxfile import copy_onnx_file, data_file, graph_precision, io_specs, load_proto
 from edgeai.parity import ParityReport, Tolerance, compare
+from edgeai.plots import bundle_plot
 from edgeai.quantization import MODES as QMODES
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
+from edgeai.readset import check_output, in_scope
 from edgeai.registry import module_available
-from edgeai.report import latency_plot, progress, report_markdown, to_json
+from edgeai.report import progress, report_markdown, to_json
 from edgeai.runtimes import devices as available
 from edgeai.runtimes import load, load_bundle, parse_device
 from edgeai.runtimes.base import Model
 from edgeai.sources import resolve
 from edgeai.specs import TensorSpec, apply_dynamic_axes
+from edgeai.speedup import estimate_from_rounds
 
 __all__ = ["deploy", "DeployResult", "Bundle", "Variant", "load_bundle", "describe_bundle", "report_markdown", "MODES"]
 
@@ -123,8 +133,58 @@ def _check_destination(out: Path) -> None:
                           "choose another -o or empty it")
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished bundle into place; an existing bundle is moved aside first, then removed."""
+def _own_files(bundle: Path) -> set[str]:
+    """The names in an existing bundle that an earlier ``deploy`` wrote: its manifest's files, the
+    manifest and the reports. Anything else in the folder is the user's, and is kept."""
+    names = {MANIFEST, "report.md", "report.png"}
+    try:
+        old = Bundle(bundle)
+    except EdgeAIError:  # a damaged manifest: only the names deploy always uses are ours
+        return names | {p.name for p in bundle.glob("model.*.onnx")} | {p.name for p in bundle.glob("model.*.onnx.data")}
+    for v in old.variants:
+        names.add(v.file)
+        if v.data_file:
+            names.add(v.data_file)
+    return names
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # the same file under both names: nothing is copied, nothing can differ
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _carry_user_files(out: Path, tmp: Path) -> list[str]:
+    """Put every entry of the old bundle that deploy did not write into the new one (hard links)."""
+    own, carried = _own_files(out), []
+    for entry in sorted(out.iterdir()):
+        if entry.name in own:
+            continue
+        target = tmp / entry.name
+        if os.path.lexists(target):
+            raise EdgeAIError(f"{entry} is not a file of the old bundle, and the new bundle has a file of that name; "
+                              "move it out of the bundle folder and deploy again (nothing was replaced)")
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(entry), str(target))
+        carried.append(entry.name)
+    return carried
+
+
+def _publish(tmp: Path, out: Path) -> list[str]:
+    """Put the finished bundle at ``out``; return notes.
+
+    A new destination is a plain rename. An existing bundle is swapped with the new one in one
+    atomic step (:func:`edgeai.atomic.exchange`), so ``out`` always holds a complete bundle, old or
+    new. Files in the old bundle that deploy did not write (the user's, such as the ``--data`` it
+    read) are hard-linked into the new one first; afterwards only the old bundle's own files are
+    deleted. Where the OS has no atomic exchange, the old bundle is renamed aside and the new one
+    renamed in: a crash between the two leaves the old bundle beside ``out`` (``.NAME.old-*``).
+    """
     _check_destination(out)
     # Temp files are private (0600); give the bundle the modes a plainly created file gets (umask).
     probe = tmp / ".mode-probe"
@@ -133,25 +193,52 @@ def _publish(tmp: Path, out: Path) -> None:
     probe.unlink()
     for f in tmp.iterdir():
         f.chmod(mode)
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    had_old = out.exists()
-    if had_old:
+    if not out.exists():
+        try:
+            os.rename(tmp, out)  # an empty folder created meanwhile is replaced; a non-empty one refuses
+        except OSError as e:
+            raise EdgeAIError(f"cannot put the bundle at {out}: {e.strerror or e}; nothing was written") from e
+        fsync(out.parent)
+        return []
+    carried = _carry_user_files(out, tmp)
+    own = _own_files(out)
+    if exchange(tmp, out):
+        old, notes = tmp, []
+    else:
+        old = out.parent / temp_name(out.name, f".old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if had_old:
+        try:
+            os.replace(tmp, out)
+        except BaseException:
             os.replace(old, out)
-        raise
-    if had_old:
-        shutil.rmtree(old, ignore_errors=True)
+            raise
+        notes = [f"this file system has no atomic folder exchange: {out} was replaced by two renames"]
+    fsync(out.parent)
+    for name in [*own, *carried]:  # the old bundle's own files, and the links to what was carried over
+        path = old / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    try:
+        old.rmdir()
+    except OSError:  # something appeared in the old bundle meanwhile: keep it, say where
+        notes.append(f"files added to the old bundle while deploy ran were kept in {old}")
+    return notes
 
 
 def _materialize(data: Any) -> Any:
     """A generator of feeds would be spent by its first reader; keep it as a list."""
     if data is None or isinstance(data, (str, os.PathLike, list, tuple, Mapping)):
         return data
-    return list(data)
+    try:
+        return list(data)
+    except EdgeAIError:
+        raise
+    except Exception as e:  # a user's generator that fails midway is bad data, not a crash
+        raise InputMismatchError(f"the data generator failed after some samples: {type(e).__name__}: "
+                                 f"{str(e)[:200]}") from e
 
 
 def _parity_feeds(eval_inputs: Any, calibration: Any, specs: list[TensorSpec], samples: int) -> tuple[Feeds, str]:
@@ -168,7 +255,9 @@ def _summary(report: Any) -> dict[str, Any]:
     w = report.worst
     return {"passed": report.passed, "verdict": report.verdict(), "samples": report.samples,
             "precision_in_effect": report.candidate.get("precision"), "worst_output": w.name,
-            "max_abs": w.max_abs, "cosine": w.cosine, "top1": w.top1, "tolerance": report.tolerance.to_dict()}
+            "max_abs": w.max_abs, "cosine": w.cosine, "top1": w.top1, "tolerance": report.tolerance.to_dict(),
+            # what the verdict rests on, and each output's kind (the metric that judged it)
+            "data": report.data, "warnings": list(report.warnings), "kinds": {o.name: o.kind for o in report.outputs}}
 
 
 def _engines() -> dict[str, str]:
@@ -187,6 +276,7 @@ def _engines() -> dict[str, str]:
     return out
 
 
+@in_scope
 def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cpu",), mode: str = "auto",
            calibration: Any = None, eval_inputs: Any = None, samples: int = 16, tolerance: Any = None,
            example_inputs: Any = None, inputs: Sequence[Any] | None = None, output_names: Sequence[str] | None = None,
@@ -237,10 +327,14 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
     _check_destination(out)
     if samples < 1 or iterations < 1 or rounds < 1:
         raise EdgeAIError("samples, iterations and rounds must be >= 1")
+    check_output(out)  # a file this call reads, or a folder inside a bundle it reads
     calibration, eval_inputs = _materialize(calibration), _materialize(eval_inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = out.parent / temp_name(out.name, f".tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise WriteError(out, e) from e
     jobs = 0 if mode == "none" else len(targets) if mode == "auto" else 1
     total = 1 + jobs + (jobs + 1) * len(targets) + 2
     try:
@@ -260,11 +354,13 @@ def deploy(source: Any, out: str | os.PathLike, *, devices: Sequence[str] = ("cp
             state.bench(iterations, rounds)
             manifest = state.manifest(calibration, feeds_note, preprocessing, labels, mode)
             state.write(manifest)
-        _publish(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return DeployResult(out, manifest, manifest["passed"], time.perf_counter() - t0, tuple(manifest["notes"]),
-                        state.exported, tuple(state.quantized), tuple(state.reports), state.matrix)
+        published = _publish(tmp, out)  # tmp now names the old bundle's leftovers, if any: keep them
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the unfinished new bundle only: nothing was published
+        raise
+    return DeployResult(out, manifest, manifest["passed"], time.perf_counter() - t0,
+                        (*manifest["notes"], *published), state.exported, tuple(state.quantized),
+                        tuple(state.reports), state.matrix)
 
 
 class _Pipeline:
@@ -408,10 +504,15 @@ class _Pipeline:
                     entry["latency"][device] = {"status": r.status}
                     continue
                 base = by_name.get(f"fp32@{device}")
+                interval = None
+                if base is not None and base is not r and base.status == "ok" and len(r.round_p50_ms) >= 2:
+                    est = estimate_from_rounds(base.round_p50_ms, r.round_p50_ms)
+                    interval = [round(est.low, 3), round(est.high, 3)]
                 entry["latency"][device] = {
                     "batch": r.batch, "p50_ms": round(r.latency.p50, 4), "p90_ms": round(r.latency.p90, 4),
                     "p99_ms": round(r.latency.p99, 4), "runs": r.latency.n, "items_per_s": round(r.throughput, 1),
                     "speedup_vs_fp32": round(base.latency.p50 / r.latency.p50, 3) if base and base.latency else None,
+                    "speedup_interval": interval,  # 95%, over the interleaved rounds' p50 ratios
                     "ran_on": f"{r.runtime.get('engine')} {r.runtime.get('engine_version')} on "
                               f"{','.join(r.runtime.get('devices_in_effect', []))}",
                     "precision_in_effect": r.runtime.get("precision"), "threads": r.runtime.get("threads")}
@@ -462,8 +563,7 @@ class _Pipeline:
 
     def write(self, manifest: dict[str, Any]) -> None:
         with contextlib.suppress(ImportError):  # matplotlib is an extra; the report says so if missing
-            latency_plot(self.matrix.reports, self.work / "report.png",
-                         title=f"edgeai deploy: {manifest['source']['source']}, batch 1")
+            bundle_plot(manifest, self.matrix.reports, self.work / "report.png")
         write_text(self.work / "report.md", report_markdown(manifest, (self.work / "report.png").exists()))
         write_text(self.work / MANIFEST, to_json(manifest) + "\n")
         self.step(description="done")

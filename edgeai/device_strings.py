@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from edgeai.errors import DeviceUnavailableError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError
 from edgeai.registry import import_attr
 
 # engine name -> "module:class"; engine modules import their library, so they load lazily.
@@ -96,6 +96,29 @@ def devices() -> list[str]:
     return list(_devices())
 
 
+def describe_devices() -> dict[str, str]:
+    """Every device string usable here -> what it runs on: the devices found, then ``openvino``,
+    ``torch`` and ``auto`` with what they map to on this machine (for ``edgeai devices``)."""
+    import importlib.util
+
+    found = devices()
+    out = {d: _WHAT.get(d.split(":")[0], "") if not d.startswith("openvino:") else
+           f"OpenVINO, {d.split(':', 1)[1]} plugin" for d in found}
+    ov = [d.split(":", 1)[1] for d in found if d.startswith("openvino:")]
+    if ov:
+        out["openvino"] = f"= openvino:AUTO: OpenVINO picks among {', '.join(ov)} at load time"
+    if importlib.util.find_spec("torch") is not None:  # find_spec: no `import torch` just to list it
+        out["torch"] = ("the PyTorch reference on CPU: takes a PyTorch source (zoo:NAME, pkg.mod:factory, a "
+                        "transformers folder), not an .onnx file; for check --reference and bench --baseline")
+    if found:
+        out["auto"] = f"= {best_device()} here (the first available of cuda, openvino:GPU, cpu)"
+    return out
+
+
+_WHAT = {"cpu": "ONNX Runtime, CPUExecutionProvider", "cuda": "ONNX Runtime, CUDAExecutionProvider",
+         "tensorrt": "ONNX Runtime, TensorrtExecutionProvider (CUDA for unsupported nodes)"}
+
+
 def best_device() -> str:
     found = devices()
     for pref in ("cuda", "openvino:GPU", "cpu"):
@@ -119,6 +142,12 @@ def parse_precision(precision: str | None) -> str:
     """``None``/``fp32``/``float16``/... -> one of ``f32``, ``f16``, ``bf16``, ``auto``."""
     p = (precision or "f32").lower()
     p = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "bfloat16": "bf16"}.get(p, p)
+    if p in ("int8", "int4", "uint8", "i8", "i4", "q8", "q4", "nf4"):
+        # A quantized precision is a property of the file, not a switch of the engine.
+        raise EdgeAIError(f"precision {precision!r} is a quantization, not a load precision: quantize the file "
+                          "first (`edgeai quantize MODEL -o MODEL.q.onnx --mode auto`, or edgeai.quantize(...); "
+                          "INT8 modes only, there is no INT4 mode yet) and load that file; it runs at the precision "
+                          "its graph holds. Load precisions: f32, f16, bf16, auto")
     if p not in ("f32", "f16", "bf16", "auto"):
         raise DeviceUnavailableError(f"unknown precision {precision!r}; use f32, f16, bf16 or auto")
     return p

@@ -23,6 +23,10 @@ class InputMismatchError(EdgeAIError):
     """Feeds do not match the model's inputs (names, dtypes, ranks, fixed dims)."""
 
 
+class InputTypeError(InputMismatchError, TypeError):
+    """Feeds given in a form the call does not take (a dict passed positionally to ``Model(...)``)."""
+
+
 class DeviceUnavailableError(EdgeAIError):
     """The requested device or precision is not available, or another one would run instead."""
 
@@ -58,6 +62,16 @@ class WriteError(EdgeAIError):
                 errno.EROFS: "the file system is read-only"}.get(cause.errno,
                                                                  "check that the folder exists and is writable")
         super().__init__(f"cannot write {dst}: {what}; nothing was written ({hint})")
+
+
+class FileAccessError(EdgeAIError):
+    """The operating system refused a file operation (a name too long, a permission, a device
+    error) somewhere edgeai has no more specific error for. Exit code 2."""
+
+
+class OutputOverlapError(EdgeAIError):
+    """An output path names one of the command's inputs (or lies inside a bundle it reads); nothing
+    was written. Exit code 2."""
 
 
 class ExportValidationError(ExportError):

@@ -174,8 +174,8 @@ def _eos_set(eos: Any) -> set[int]:
 
 def _chooser(do_sample: bool, temperature: float, top_k: int, top_p: float, seed: int | None
              ) -> Callable[[np.ndarray], np.ndarray]:
-    if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise InputMismatchError(f"sampling needs temperature > 0, top_k >= 0 and 0 < top_p <= 1; got "
+    if not 0 < temperature < float("inf") or top_k < 0 or not 0 < top_p <= 1:  # NaN fails every comparison
+        raise InputMismatchError(f"sampling needs a finite temperature > 0, top_k >= 0 and 0 < top_p <= 1; got "
                                  f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
     if not do_sample:
         return lambda logits: logits.argmax(axis=-1)

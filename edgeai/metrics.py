@@ -42,16 +42,28 @@ KINDS = ("classification", "probability", "scalar", "regression", "embedding", "
 ALIASES = {"logits": "classification", "classifier": "classification", "class": "classification",
            "prob": "probability", "probabilities": "probability", "regress": "regression",
            "embeddings": "embedding", "tokens": "sequence", "token": "sequence", "box": "boxes",
-           "detection": "boxes", "features": "hidden", "feature": "hidden", "tensor": "hidden"}
+           "detection": "boxes", "features": "hidden", "feature": "hidden", "tensor": "hidden",
+           # the corpus' names (edgeai.corpus.registry.OUTPUT_KINDS), as exported files carry them
+           "hidden-states": "hidden", "hidden_states": "hidden", "recurrent-state": "hidden", "state": "hidden"}
 
 # Pass/fail limits per kind and metric; "min_*"/"*_agreement" must be reached, the others not exceeded.
-# INT8-level defaults: loose enough for a faithful INT8 file, tight enough to catch a changed answer
-# (a Silero probability that moved by 0.2 fails max_abs_diff).
+# INT8-level defaults: loose enough for a faithful INT8 file, tight enough to catch a changed answer.
+# Checked against real models (FP32 export vs onnxruntime dynamic INT8, on real inputs; issue 16):
+# - probability 0.1: Silero's speech probability moved 0.84 under dynamic INT8 (and a move of 0.2
+#   must fail); MTCNN O-Net INT8 moved 0.028; P-Net's 21k windows 0.11 (12 borderline flips at 0.5:
+#   flagged, declare --threshold max_abs_diff=0.15 for dense maps if that is fine); FP32 <= 1e-6.
+# - regression: was max error <= 5% of the reference std, which failed MTCNN INT8 box offsets that
+#   moved < 1 px (0.12 and 0.36 of std: a max over many values against a small spread). Now RMS
+#   error <= 10% of std (R^2 >= 0.99; INT8 0.016-0.077) and max error <= 10% of the range
+#   (INT8 0.014-0.031; FP32 ~1e-6).
+# - hidden: Whisper's encoder under dynamic INT8 keeps cosine 0.9955 (passes 0.995 alone) but its
+#   max error is 0.90 of the largest value (3 of 4 transcripts changed): 10% catches it; FP32 6e-5.
+# - embedding 0.99: Resemblyzer INT8 0.9990 with nearest neighbours unchanged.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "classification": {"top1_agreement": 0.99},
     "probability": {"max_abs_diff": 0.1, "decision_agreement": 0.99},
     "scalar": {"max_abs_diff": 0.1, "decision_agreement": 0.99},
-    "regression": {"relative_max_error": 0.05},
+    "regression": {"relative_rms_error": 0.1, "relative_max_error": 0.1},
     "embedding": {"min_cosine": 0.99, "nn_agreement": 0.95, "verification_agreement": 0.95},
     "sequence": {"token_agreement": 0.99},
     "boxes": {"min_iou": 0.9},
@@ -335,18 +347,26 @@ def decision_metrics(kind: str, ref: list[np.ndarray], cand: list[np.ndarray], t
 
 def regression_metrics(ref: list[np.ndarray], cand: list[np.ndarray], th: Mapping[str, float],
                        opts: Mapping[str, Any]) -> list[MetricResult]:
+    """RMS error over the reference's std (1 - R^2 of the candidate as a predictor of the reference
+    is its square), and the largest error over the reference's range (max - min)."""
     r = np.concatenate([a.ravel() for a in ref]).astype(np.float64)
     c = np.concatenate([a.ravel() for a in cand]).astype(np.float64)
     diff = np.nan_to_num(np.abs(r - c), nan=np.inf)
     std, span = float(r.std()), float(r.max() - r.min()) if r.size else 0.0
-    scale, basis = (std, "std") if std > 0 else (span, "range") if span > 0 else (float(np.abs(r).max(initial=0)),
-                                                                                   "max_abs")
+    peak = float(np.abs(r).max(initial=0))
+    # A constant reference has no spread: fall back to its magnitude, then to exact equality.
+    spread, basis = (span, "range") if span > 0 else (peak, "max_abs")
     worst = float(diff.max()) if diff.size else 0.0
-    rel = worst / scale if scale > 0 else (0.0 if worst == 0 else math.inf)
-    return [MetricResult("regression", "relative_max_error", rel, th["relative_max_error"],
+    rms = float(np.sqrt(np.mean(diff ** 2))) if diff.size else 0.0
+    rel = worst / spread if spread > 0 else (0.0 if worst == 0 else math.inf)
+    rms_scale = std if std > 0 else spread
+    rel_rms = rms / rms_scale if rms_scale > 0 else (0.0 if rms == 0 else math.inf)
+    return [MetricResult("regression", "relative_rms_error", rel_rms, th["relative_rms_error"],
+                         rel_rms <= th["relative_rms_error"], r.size,
+                         details={"rms_error": rms, "reference_std": std}),
+            MetricResult("regression", "relative_max_error", rel, th["relative_max_error"],
                          rel <= th["relative_max_error"], r.size,
-                         details={"max_abs_diff": worst, "scale": scale, "scale_basis": basis,
-                                  "relative_mean_error": float(diff.mean()) / scale if scale > 0 else None})]
+                         details={"max_abs_diff": worst, "scale": spread, "scale_basis": basis})]
 
 
 def embedding_metrics(ref: list[np.ndarray], cand: list[np.ndarray], th: Mapping[str, float],

@@ -5,14 +5,20 @@ the one way a model is written: atomically, with a ``<name>.data`` file when it 
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeai.atomic import atomic_path, fsync
+from edgeai import userjson
+from edgeai.atomic import atomic_path, fsync, temp_name
 from edgeai.errors import ModelLoadError
+from edgeai.readset import check_output, note_read, note_written, open_regular, regular_file
 from edgeai.specs import TensorSpec
 
 METADATA_KEY = "edgeai"
@@ -21,21 +27,25 @@ METADATA_KEY = "edgeai"
 ONNX_PROTOBUF_LIMIT = 2**31 - 1
 
 
-def load_proto(path: str | os.PathLike, *, load_external_data: bool = False) -> Any:
-    """Parse an ONNX file; refuse missing/empty/non-ONNX files and external data outside its folder."""
+def load_proto(path: str | os.PathLike, *, load_external_data: bool = False, data: bytes | None = None) -> Any:
+    """Parse an ONNX file; refuse missing/empty/non-ONNX files and external data outside its folder.
+
+    Only a regular file is read (a FIFO or a device is refused without blocking on it), and the
+    file and its external-data files are noted as this command's inputs (:mod:`edgeai.readset`).
+    ``data``: the file's bytes, already read (and hashed) by the caller; ``path`` then only names
+    it and locates its external data.
+    """
     import onnx
 
     p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"model file not found: {p}")
-    if p.is_dir():
-        raise ModelLoadError(f"{p} is a folder, not an ONNX file (a bundle folder needs manifest.json)")
-    if p.stat().st_size == 0:
+    if data is None:
+        data = _read_model_bytes(p)
+    if not data:
         raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with `edgeai export`")
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.load_model_from_string(data)
     except Exception as e:  # protobuf raises DecodeError and friends
-        raise ModelLoadError(f"{p} is not a valid ONNX model ({type(e).__name__}: {e}); "
+        raise ModelLoadError(f"{p} is not a valid ONNX model ({type(e).__name__}: {str(e)[:300]}); "
                              "is it truncated, or a different format?") from e
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{p} parsed as ONNX but holds no graph; it is not an ONNX model")
@@ -48,25 +58,131 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = False) -> 
     if load_external_data:
         from onnx.external_data_helper import load_external_data_for_model
 
-        load_external_data_for_model(model, str(p.parent))
+        try:
+            load_external_data_for_model(model, str(p.parent))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{p}: cannot read its external data ({e})") from e
     return model
 
 
-def check_external_data(model: Any, path: Path) -> None:
-    """External data must resolve inside the model's own folder: never follow ``../`` or ``/abs``."""
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+def _read_model_bytes(p: Path) -> bytes:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {p}") from None
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte, a symlink loop, a permission
+        raise ModelLoadError(f"cannot read model file {str(p)[:120]!r}: {getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelLoadError(f"{p} is a folder, not an ONNX file (a bundle folder needs manifest.json)")
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with `edgeai export`")
+    if st.st_size > ONNX_PROTOBUF_LIMIT:
+        raise ModelLoadError(f"{p} is {st.st_size} bytes, over the 2 GiB a protobuf message can hold; it is not a "
+                             "valid ONNX file (large models keep their weights in external data)")
+    with open_regular(p, "model file", ModelLoadError) as f:  # FIFOs, devices and sockets are refused here
+        return f.read()
 
+
+# Bytes per element of each ONNX tensor type with a fixed size (4-bit types are packed two per byte).
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1}
+_MAX_LOCATION = 4096  # PATH_MAX on Linux; a longer location cannot name a file
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    """A graph and every subgraph inside it (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for g in attr.graphs:
+                yield from _graphs(g)
+
+
+def all_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto of a model that may hold data: initializers, sparse initializers (values and
+    indices), and tensor attributes (dense and sparse), in the main graph, subgraphs and functions."""
+    graphs = list(_graphs(model.graph))
+    nodes = [n for g in graphs for n in g.node] + [n for f in model.functions for n in f.node]
+    for g in graphs:
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield attr.sparse_tensor.values
+                yield attr.sparse_tensor.indices
+            for sparse in attr.sparse_tensors:
+                yield sparse.values
+                yield sparse.indices
+
+
+def external_data_paths(model: Any, path: str | os.PathLike) -> list[Path]:
+    """The files a model's external data lives in (checked: see :func:`check_external_data`)."""
+    return sorted(set(check_external_data(model, Path(path))))
+
+
+def check_external_data(model: Any, path: Path) -> list[Path]:
+    """External data must resolve inside the model's own folder (never ``../`` or ``/abs``), be a
+    regular file, and hold the bytes each tensor declares; returns the data files, noted as read.
+
+    Every tensor is checked, sparse initializers and attributes included. The declared offset and
+    length are compared with the file's size before anything is read, so a model claiming
+    petabytes is refused here rather than by a failed allocation.
+    """
     root = path.parent.resolve()
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
+    files: list[Path] = []
+    for tensor in all_tensors(model):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
             continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        where = f"{path}: tensor {tensor.name[:100]!r}"
+        if not location:
+            raise ModelLoadError(f"{where} keeps its data externally but names no location; the file is damaged")
+        if "\0" in location or len(location.encode("utf-8", "surrogatepass")) > _MAX_LOCATION \
+                or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in location.split("/")):
+            raise ModelLoadError(f"{where} names an external data location that no file can have "
+                                 f"({location[:60]!r}..., {len(location)} characters); refusing the model")
         target = (root / location).resolve()
         if os.path.isabs(location) or root not in target.parents:
-            raise ModelLoadError(f"{path}: tensor {tensor.name!r} keeps its data at {location!r}, outside the "
+            raise ModelLoadError(f"{where} keeps its data at {location!r}, outside the "
                                  "model's folder; refusing to read it (move the data file beside the model)")
-        if not target.exists():
+        if not os.path.lexists(target):
             raise ModelLoadError(f"{path}: external data file {location!r} for tensor {tensor.name!r} is missing")
+        st = regular_file(target, f"external data file for {tensor.name!r} of {path}", ModelLoadError)
+        _check_extent(tensor, info, st.st_size, where, location)
+        note_read(target)
+        files.append(target)
+    return files
+
+
+def _check_extent(tensor: Any, info: dict[str, str], size: int, where: str, location: str) -> None:
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ModelLoadError(f"{where}: external data offset/length {info.get('offset')!r}/{info.get('length')!r} "
+                             "are not integers; the file is damaged") from None
+    if offset < 0 or (length is not None and length < 0):
+        raise ModelLoadError(f"{where}: negative external data offset or length; the file is damaged")
+    count = math.prod(int(d) for d in tensor.dims)
+    need = count * _ITEMSIZE[tensor.data_type] if tensor.data_type in _ITEMSIZE and count >= 0 else None
+    if tensor.data_type in (21, 22, 23) and count >= 0:  # 4-bit types: two per byte
+        need = (count + 1) // 2
+    declared = length if length is not None else need
+    if declared is not None and offset + declared > size:
+        raise ModelLoadError(f"{where} declares {declared} bytes at offset {offset} of {location!r}, which has "
+                             f"{size} bytes; the data file is truncated or does not belong to this model")
+    if need is not None and length is not None and length < need:
+        raise ModelLoadError(f"{where} has dims {list(tensor.dims)} ({need} bytes) but its external data length "
+                             f"is {length}; the file is damaged")
 
 
 def _value_info_spec(vi: Any) -> TensorSpec:
@@ -103,13 +219,48 @@ def io_specs(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return inputs, [_value_info_spec(vi) for vi in model.graph.output]
 
 
+_SPEC = {"type": "object", "required": ["name"],
+         "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": ["integer", "string",
+                                                                                           "null"]}},
+                        "dtype": {"type": "string"},
+                        "value_range": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2,
+                                        "maxItems": 2}}}
+#: The fields of edgeai's metadata that edgeai reads back; others are kept and shown, not used.
+METADATA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "edgeai_version": {"type": "string"}, "source": {"type": ["string", "null"]},
+        "task": {"type": ["string", "null"]}, "family": {"type": ["string", "null"]},
+        "exporter": {"type": ["string", "null"]}, "inputs": {"type": "array", "items": _SPEC},
+        "outputs": {"type": "array", "items": {"type": "string"}},
+        "output_kinds": {"type": "object", "additionalProperties": {"type": ["string", "array", "object", "null"]}},
+        "quantization": {"type": "object"}, "generation": {"type": "object"},
+    },
+}
+_METADATA_MAX_BYTES = 4 << 20
+
+
 def read_metadata(model: Any) -> dict[str, Any]:
+    """edgeai's metadata in a model (``{}`` when it has none).
+
+    A value under the key ``edgeai`` that is not a JSON object is another tool's: it is ignored,
+    with a warning. A JSON object whose fields edgeai reads have the wrong types, or one nested too
+    deep or too large, is refused: edgeai would otherwise act on values it cannot trust.
+
+    Raises:
+        ModelLoadError: malformed edgeai metadata.
+    """
     for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            try:
-                return json.loads(prop.value)
-            except ValueError:
-                return {}
+        if prop.key != METADATA_KEY:
+            continue
+        text = prop.value
+        if not text.lstrip().startswith("{"):
+            warnings.warn(f"edgeai: the model's {METADATA_KEY!r} metadata is not edgeai's (not a JSON object: "
+                          f"{text[:40]!r}); ignoring it", stacklevel=2)
+            return {}
+        return userjson.parse(text, f"the model's {METADATA_KEY!r} metadata", METADATA_SCHEMA, error=ModelLoadError,
+                              max_bytes=_METADATA_MAX_BYTES,
+                              hint="re-export the model, or remove that metadata entry")
     return {}
 
 
@@ -149,12 +300,11 @@ def opset(model: Any) -> int | None:
 def describe_file(path: str | os.PathLike) -> dict[str, Any]:
     """What ``edgeai info FILE.onnx`` prints: I/O specs, opset, operator histogram, parameters, size,
     metadata. (A bundle folder: :func:`edgeai.bundle.describe_path`.)"""
-    import numpy as np
-
     p = Path(path)
     model = load_proto(p)
     inputs, outputs = io_specs(model)
-    params = sum(int(np.prod(t.dims)) if t.dims else 1 for t in model.graph.initializer)
+    # Python ints: a declared [2**40, 2**40] initializer overflows numpy's int64 (and showed 0).
+    params = sum(math.prod(int(d) for d in t.dims) for t in model.graph.initializer)
     return {"path": str(p), "size_bytes": file_size(p),
             "opset": opset(model), "ir_version": model.ir_version, "producer": model.producer_name,
             "precision": graph_precision(model), "parameters": params,
@@ -182,12 +332,14 @@ def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
 
     dst = Path(dst)
     data_name = dst.name + ".data"
+    check_output(dst)
+    check_output(dst.parent / data_name)  # written beside a model over 2 GB: never over an input either
     if not _over_protobuf_limit(model):
         with atomic_path(dst) as tmp:
             onnx.save_model(model, str(tmp))
         return dst
     # External data: onnx writes the data file next to the temp model under `location`.
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as staging:
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=temp_name(dst.name, ".xxxxxxxx")[:-8]) as staging:
         staged = Path(staging) / dst.name
         onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
@@ -195,6 +347,8 @@ def save_onnx(model: Any, dst: str | os.PathLike) -> Path:
         fsync(staged)
         os.replace(Path(staging) / data_name, dst.parent / data_name)
         os.replace(staged, dst)
+        note_written(dst.parent / data_name)
+        note_written(dst)
         fsync(dst.parent)
     return dst
 

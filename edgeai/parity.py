@@ -1,10 +1,22 @@
 """Parity: how far a candidate's outputs are from a reference's, against a tolerance.
 
-Per output, over all samples: max abs, max rel, mean abs error, cosine similarity (the minimum
-over samples), top-1 / top-5 agreement for classifier-like outputs, ``allclose`` with atol/rtol.
-Default tolerances by the candidate's precision in effect: FP32 must be allclose (atol 1e-4,
-rtol 1e-3) with cosine >= 0.9999; FP16/BF16 and INT8 are judged by cosine (0.999 / 0.995) and
-top-1 agreement (99%), as users of those precisions judge them.
+Two layers of numbers per output, over all samples:
+
+- graph metrics: max abs, max rel, mean abs error, cosine similarity (the minimum over samples),
+  ``allclose`` with atol/rtol, top-1 / top-5 agreement (classification outputs only);
+- task metrics (:mod:`edgeai.metrics`): each output has a kind (declared in
+  ``Tolerance(kinds=...)``, written in the file's ``output_kinds`` metadata, or inferred from its
+  name, shape and the export's task) and is judged by that kind's metric: top-1 for class scores,
+  absolute difference and decision agreement for probabilities, error relative to scale for
+  regressions, cosine and neighbours for embeddings, cosine and relative error for hidden states.
+
+The verdict rests on metrics that can fail: the task metrics, and the graph limits the tolerance
+sets (FP32's allclose; an explicit ``min_cosine``) where they can fail (no cosine of one value per
+sample; top-1 only on classification outputs). Defaults by the candidate's precision in effect:
+FP32 must be allclose (atol 1e-4, rtol 1e-3) with cosine >= 0.9999; INT8 and FP16/BF16 are judged
+by the task metrics (:data:`edgeai.metrics.DEFAULT_THRESHOLDS`; FP16 hidden/embedding cosine >= 0.999).
+Every report names its data and sample count (:class:`edgeai.feeds.Feeds`) and warns when the
+count is too small to show a rate threshold (99% top-1 needs 381 rows).
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +32,21 @@ import numpy as np
 
 from edgeai.device_strings import precision_rank
 from edgeai.errors import InputMismatchError, ModelLoadError, ParityError
-from edgeai.feeds import resolve_feeds
+from edgeai.feeds import DEFAULT_SAMPLES, Feeds, resolve_feeds  # noqa: F401 (DEFAULT_SAMPLES: edgeai.fleet uses it)
 from edgeai.layerwise import Localization, localize, onnx_source
+from edgeai.metrics import OutputJudgement, parse_kinds
 from edgeai.onnxfile import graph_precision, load_proto
 from edgeai.runtimes import Model, load
 from edgeai.sources import resolve
+from edgeai.tolerance import Tolerance
+from edgeai.verdicts import (
+    data_record,
+    judge_graph_output,
+    model_metadata,
+    output_kinds_for,
+    resolve_kinds,
+    sample_warnings,
+)
 
 TOP_K = 5
 _CLASSIFIER_HINTS = ("logit", "score", "prob", "class", "label", "pred")
@@ -32,63 +54,12 @@ _FEATURE_HINTS = ("embed", "hidden", "pool", "feature", "state", "encod", "prese
 
 
 @dataclass(frozen=True)
-class Tolerance:
-    """Pass/fail limits; ``None`` disables a criterion.
-
-    ``allclose`` (|cand - ref| <= atol + rtol * |ref| everywhere) applies when ``atol`` or ``rtol``
-    is set (the other then counts as 0). ``min_top1`` applies to classifier-like outputs only.
-    """
-
-    atol: float | None = 1e-4
-    rtol: float | None = 1e-3
-    min_cosine: float | None = 0.9999
-    min_top1: float | None = None  # fraction of rows whose argmax agrees, for classifier-like outputs
-
-    def __post_init__(self) -> None:
-        # A limit no result can meet (cosine 2, top-1 150%) would turn bad usage into a failed check.
-        for name, low, high in (("atol", 0, math.inf), ("rtol", 0, math.inf), ("min_cosine", -1, 1),
-                                ("min_top1", 0, 1)):
-            value = getattr(self, name)
-            if value is not None and not low <= value <= high:
-                raise InputMismatchError(f"tolerance {name}={value} is out of range; it must be within "
-                                         f"[{low}, {high}]" + (" (a fraction: 0.99 for 99%)" if name == "min_top1" else ""))
-
-    @classmethod
-    def for_precision(cls, precision: str) -> Tolerance:
-        """The default for a precision in effect: ``f32``, ``f16``, ``bf16``, ``mixed``, ``int8[+f32]``."""
-        p = precision.lower().split("+")[0]
-        if p in ("f32", "fp32"):
-            return cls(atol=1e-4, rtol=1e-3, min_cosine=0.9999, min_top1=0.99)
-        if p in ("f16", "fp16", "bf16", "mixed"):
-            return cls(atol=None, rtol=None, min_cosine=0.999, min_top1=0.99)
-        if p in ("int8", "auto"):
-            return cls(atol=None, rtol=None, min_cosine=0.995, min_top1=0.99)
-        raise InputMismatchError(f"no default tolerance for precision {precision!r}; use f32, f16, bf16 or int8")
-
-    def with_overrides(self, **limits: float | None) -> Tolerance:
-        """A copy with the given limits replaced; keys are the field names (atol, rtol, min_cosine, min_top1)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(limits) - known)
-        if unknown:
-            raise InputMismatchError(f"unknown tolerance option(s) {unknown}; use {sorted(known)}")
-        for k, v in limits.items():
-            if v is not None and (not isinstance(v, (int, float)) or v < 0 or
-                                  (k in ("min_cosine", "min_top1") and v > 1)):
-                raise InputMismatchError(f"tolerance {k}={v!r} is out of range; atol/rtol >= 0, "
-                                         "min_cosine and min_top1 in [0, 1]")
-        return replace(self, **limits)
-
-    @property
-    def checks_allclose(self) -> bool:
-        return self.atol is not None or self.rtol is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class OutputParity:
-    """The metrics of one output over all samples, and whether they meet the tolerance."""
+    """The metrics of one output over all samples, and whether they meet the tolerance.
+
+    The first fields are graph metrics; ``judgement`` holds the task metrics of the output's
+    ``kind``. ``passed`` and ``failures`` cover both, leaving out what cannot fail on this output.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -96,22 +67,44 @@ class OutputParity:
     max_rel: float  # max of |cand - ref| / max(|ref|, 1e-6): large where the reference is near zero
     mean_abs: float
     cosine: float  # minimum over sample rows of the cosine similarity
-    top1: float | None  # argmax agreement over the last axis (None: not classifier-like)
+    top1: float | None  # argmax agreement over the last axis (None: not a classification output)
     top5: float | None  # fraction of rows whose reference argmax is in the candidate's top 5
     allclose: bool | None  # None when the tolerance has no atol/rtol
     nonfinite: int  # NaN/Inf values in the candidate that the reference did not have
     passed: bool
     failures: tuple[str, ...] = ()
+    kind: str | None = None  # what the output is (edgeai.metrics.KINDS); None before judging
+    kind_source: str | None = None  # "declared", "file metadata (output_kinds)", "inferred: <why>"
+    judgement: OutputJudgement | None = None  # the task metrics of that kind
+    notes: tuple[str, ...] = ()  # criteria left out because they cannot fail here, fallbacks
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["shape"], d["failures"] = list(self.shape), list(self.failures)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["shape"], d["failures"], d["notes"] = list(self.shape), list(self.failures), list(self.notes)
+        d["judgement"] = self.judgement.to_dict() if self.judgement is not None else None
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+    def task_summary(self) -> str:
+        """The task metrics in a few words: ``"probability: max_abs_diff 0.21 > 0.1, decision_agreement 100%"``."""
+        if self.judgement is None:
+            return ""
+        parts = []
+        for r in self.judgement.results:
+            value = f"{r.value:.1%}" if r.interval is not None else f"{r.value:.4g}"
+            cmp = ("<" if r.metric.endswith("agreement") or r.metric.startswith("min_") else ">") if not r.passed \
+                else ""
+            parts.append(f"{r.metric} {value}" + (f" {cmp} {r.threshold:g}" if cmp else ""))
+        return f"{self.kind}: {', '.join(parts)}"
 
 
 @dataclass(frozen=True)
 class ParityReport:
-    """The outcome of comparing a candidate with a reference over ``samples`` inputs."""
+    """The outcome of comparing a candidate with a reference over ``samples`` inputs.
+
+    ``data`` names what the verdict rests on (:meth:`edgeai.feeds.Feeds.to_dict`: source, kind
+    ``data``/``calibration``/``random``, count, note); ``warnings`` says where the sample count is
+    too small to show a threshold.
+    """
 
     outputs: tuple[OutputParity, ...]
     samples: int
@@ -119,7 +112,8 @@ class ParityReport:
     reference: dict[str, Any] = field(default_factory=dict)  # RuntimeInfo.to_dict() of each side, + "model"
     candidate: dict[str, Any] = field(default_factory=dict)
     layerwise: Localization | None = None  # when asked for
-    data: str | None = None  # what the feeds were (a path, "random inputs ..."); see edgeai.feeds
+    data: Mapping[str, Any] | None = None  # source, kind, count, note of the feeds; see edgeai.feeds
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -129,8 +123,13 @@ class ParityReport:
     def worst(self) -> OutputParity:
         return min(self.outputs, key=lambda o: (o.passed, o.cosine))
 
+    def data_description(self) -> str:
+        """``"16 samples of eval.npz"``: the data and sample count the verdict rests on."""
+        source = (self.data or {}).get("source") or "inputs not described"
+        return f"{self.samples} {'sample' if self.samples == 1 else 'samples'} of {source}"
+
     def verdict(self) -> str:
-        """One line: PASS/FAIL, what ran, and the worst output's numbers."""
+        """One line: PASS/FAIL, what ran, the data it rests on, and the worst output's numbers."""
         w = self.worst
         c = self.candidate
         model = f"{Path(c['model']).name} " if c.get("model") else ""
@@ -141,14 +140,17 @@ class ParityReport:
         detail = f"max_abs {w.max_abs:.3g}, cosine {w.cosine:.6f}"
         if w.top1 is not None:
             detail += f", top-1 {w.top1:.1%}"
+        if w.judgement is not None:
+            detail += f"; {w.task_summary()}"
         reason = f" — {'; '.join(w.failures)}" if w.failures else ""
         return (f"{head}: {who} vs {ref_name} ({ref.get('engine', '?')}, {ref.get('precision', '?')}) over "
-                f"{self.samples} samples, worst output {w.name!r}: {detail}{reason}")
+                f"{self.data_description()}, worst output {w.name!r}: {detail}{reason}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "verdict": self.verdict(), "samples": self.samples,
                 "tolerance": self.tolerance.to_dict(), "reference": self.reference, "candidate": self.candidate,
-                "data": self.data, "outputs": [o.to_dict() for o in self.outputs],
+                "data": dict(self.data) if self.data is not None else None, "warnings": list(self.warnings),
+                "outputs": [o.to_dict() for o in self.outputs],
                 "layerwise": self.layerwise.to_dict() if self.layerwise is not None else None}
 
     def raise_for_failure(self) -> ParityReport:
@@ -163,9 +165,11 @@ class ParityReport:
         lines = [self.verdict()]
         for o in self.outputs:
             top1 = "" if o.top1 is None else f", top-1 {o.top1:.1%}"
+            task = f", {o.task_summary()}" if o.judgement is not None else ""
             why = f" ({'; '.join(o.failures)})" if o.failures else ""
             lines.append(f"  {o.name}: {'pass' if o.passed else 'FAIL'}, max abs {o.max_abs:.4g}, "
-                         f"cosine min {o.cosine:.6f}{top1}{why}")
+                         f"cosine min {o.cosine:.6f}{top1}{task}{why}")
+        lines += [f"  warning: {w}" for w in self.warnings]
         if self.layerwise is not None:
             first = self.layerwise.first_jump()
             mark = f"FIRST JUMP at {first.node} ({first.op_type}); " if first is not None else ""
@@ -345,7 +349,7 @@ def compare(reference: Any, candidate: Any, inputs: Any = None, *,
         ref_model = as_model(reference, "cpu", cand_model.inputs)
     feeds = resolve_feeds(inputs, cand_model.inputs, samples=samples, seed=seed)
     ref_outs, cand_outs = collect_outputs(ref_model, feeds), collect_outputs(cand_model, feeds)
-    report = build_report(ref_model, ref_outs, cand_model, cand_outs, len(feeds), tolerance, data=feeds.source)
+    report = build_report(ref_model, ref_outs, cand_model, cand_outs, len(feeds), tolerance, data=feeds)
     if layerwise:
         report = replace(report, layerwise=localize(ref_model, cand_model, feeds))
     return report
@@ -362,8 +366,13 @@ def collect_outputs(model: Any, feeds: Sequence[Mapping[str, Any]]) -> list[list
 
 def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: Any,
                  cand_outs: list[list[np.ndarray]], samples: int,
-                 tolerance: Tolerance | Mapping[str, float | None] | None, *, data: str | None = None) -> ParityReport:
-    """Judge collected outputs (matched by position: names differ between PyTorch and ONNX)."""
+                 tolerance: Tolerance | Mapping[str, Any] | None, *,
+                 data: Feeds | Mapping[str, Any] | str | None = None) -> ParityReport:
+    """Judge collected outputs (matched by position: names differ between PyTorch and ONNX).
+
+    Each output gets its graph metrics and the task metrics of its kind; ``data`` (the
+    :class:`~edgeai.feeds.Feeds` the outputs came from, or their description) goes into the report.
+    """
     if len(ref_outs) != len(cand_outs):
         raise InputMismatchError(
             f"the reference has {len(ref_outs)} outputs ({[o.name for o in ref_model.outputs]}), the candidate "
@@ -374,18 +383,32 @@ def build_report(ref_model: Any, ref_outs: list[list[np.ndarray]], cand_model: A
     else:
         tol = Tolerance.for_precision(judged_precision(cand_side)).with_overrides(**dict(tolerance or {}))
     names = [o.name for o in cand_model.outputs]
-    outputs = tuple(output_metrics(n, r, c, tol) for n, r, c in zip(names, ref_outs, cand_outs, strict=True))
-    return ParityReport(outputs, samples, tol, _describe(ref_model), cand_side, data=data)
+    metas = [model_metadata(cand_model), model_metadata(ref_model)]
+    task = next((m.get("task") for m in metas if m.get("task")), None)
+    kinds = resolve_kinds(names, [o.name for o in ref_model.outputs], tol.kinds, metas)
+    outputs = tuple(judge_graph_output(output_metrics(n, r, c, tol), r, c, kind, source, task,
+                                       tol.kind_thresholds())
+                    for n, r, c, (kind, source) in zip(names, ref_outs, cand_outs, kinds, strict=True))
+    warnings = sample_warnings([o.judgement for o in outputs if o.judgement is not None])
+    return ParityReport(outputs, samples, tol, _describe(ref_model), cand_side, data=data_record(data, samples),
+                        warnings=tuple(warnings))
 
 
 def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequence[str] = ("cpu",),
                samples: int | None = None, data: Any = None, atol: float | None = None, rtol: float | None = None,
-               min_cosine: float | None = None, min_top1: float | None = None,
-               layerwise: bool = False) -> list[ParityReport]:
+               min_cosine: float | None = None, min_top1: float | None = None, layerwise: bool = False,
+               kinds: Mapping[str, str] | Sequence[str] | None = None,
+               thresholds: Mapping[str, float] | None = None) -> list[ParityReport]:
     """``edgeai check``: each candidate file on each device against one reference, run once at FP32.
 
     The reference's outputs are computed once per feed and reused for every candidate. Tolerance
-    options override the default for each candidate's precision in effect.
+    options override the default for each candidate's precision in effect; ``kinds`` declares
+    output kinds (``["logits=classification"]`` or a dict), ``thresholds`` the task metrics' limits.
+
+    Raises:
+        InputMismatchError: no ``data`` for a model with a classification output: random inputs
+            say nothing about a classifier's answers, so they are used only when asked for
+            (``data="random:N"``).
     """
     paths = [candidates] if isinstance(candidates, (str, os.PathLike)) else list(candidates)
     if not paths or not devices:
@@ -395,10 +418,19 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
     if layerwise and not _is_onnx(reference):
         raise InputMismatchError(f"--layerwise compares intermediate tensors of two ONNX graphs; the reference "
                                  f"{reference!r} is not an .onnx file. Pass the FP32 export as --reference")
-    overrides = {k: v for k, v in {"atol": atol, "rtol": rtol, "min_cosine": min_cosine,
-                                   "min_top1": min_top1}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"atol": atol, "rtol": rtol, "min_cosine": min_cosine,
+                                                   "min_top1": min_top1, "kinds": parse_kinds(kinds) or None,
+                                                   "thresholds": thresholds}.items() if v is not None}
+    Tolerance.for_precision("f32").with_overrides(**overrides)  # bad limits are bad usage, found before any work
     # Random feeds follow the first candidate's input specs: its fixed dims are the ones that matter.
     first = load(paths[0], devices[0])
+    if data is None:
+        classifiers = [n for n, k in output_kinds_for(first, overrides.get("kinds")).items() if k == "classification"]
+        if classifiers:
+            raise InputMismatchError(
+                f"no --data given, and {Path(paths[0]).name} has classification output(s) {classifiers}: random "
+                "inputs say nothing about whether its answers changed. Pass held-out inputs with --data FILE "
+                "(a .npz, a folder of .npy/.npz, pkg.mod:fn), or ask for random ones with --data random:N")
     feeds = resolve_feeds(data, first.inputs, samples=samples)
     ref = as_model(reference, "cpu", first.inputs)
     ref_outs = collect_outputs(ref, feeds)
@@ -406,8 +438,7 @@ def check_many(candidates: str | Sequence[str], reference: Any, *, devices: Sequ
     for path in paths:
         for device in devices:
             cand = first if (path, device) == (paths[0], devices[0]) else load(path, device)
-            report = build_report(ref, ref_outs, cand, collect_outputs(cand, feeds), len(feeds), overrides,
-                                  data=feeds.source)
+            report = build_report(ref, ref_outs, cand, collect_outputs(cand, feeds), len(feeds), overrides, data=feeds)
             if layerwise:
                 report = replace(report, layerwise=localize(ref, cand, feeds))
             reports.append(report)

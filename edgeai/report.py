@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeai.atomic import atomic_path
+from edgeai.plots import latency_plot  # noqa: F401  (bench --plot; drawn in edgeai.plots)
 from edgeai.progress import console, progress, set_quiet  # noqa: F401  (the CLI's names for them)
 
 
@@ -97,12 +97,19 @@ def _who(side: dict[str, Any]) -> str:
 
 def parity_table(report: Any) -> Any:
     """Per-output metrics of one ParityReport."""
-    rows = [(o.name, "pass" if o.passed else "FAIL", o.max_abs, o.max_rel, o.mean_abs, o.cosine, _pct(o.top1),
-             _pct(o.top5), None if o.allclose is None else ("yes" if o.allclose else "no"),
+    rows = [(o.name, "pass" if o.passed else "FAIL", o.kind or "", _task_cell(o), o.max_abs, o.max_rel, o.mean_abs,
+             o.cosine, _pct(o.top1), _pct(o.top5), None if o.allclose is None else ("yes" if o.allclose else "no"),
              "; ".join(o.failures) or "") for o in report.outputs]
-    title = f"parity: {_who(report.candidate)} vs {_who(report.reference)}, {report.samples} samples"
-    return table(title, ["output", "verdict", "max abs", "max rel", "mean abs", "cosine min", "top-1", "top-5",
-                         "allclose", "why"], rows)
+    data = report.data_description() if hasattr(report, "data_description") else f"{report.samples} samples"
+    title = f"parity: {_who(report.candidate)} vs {_who(report.reference)}, {data}"
+    return table(title, ["output", "verdict", "kind", "task metric", "max abs", "max rel", "mean abs", "cosine min",
+                         "top-1", "top-5", "allclose", "why"], rows)
+
+
+def _task_cell(o: Any) -> str:
+    """The task metrics of an output's kind, e.g. ``max_abs_diff 0.21, decision_agreement 100%``."""
+    summary = o.task_summary() if hasattr(o, "task_summary") else ""
+    return summary.split(": ", 1)[1] if ": " in summary else summary
 
 
 def check_table(reports: Sequence[Any]) -> Any:
@@ -177,7 +184,8 @@ BENCH_COLUMNS = ["config", "batch", "ran on (threads)", "precision", "cold start
                  "p90 ms", "p99 ms", "noise ±%", "items/s", "speedup"]
 BENCH_CSV_COLUMNS = ["config", "batch", "status", "engine", "devices_in_effect", "precision", "threads", "streams",
                      "load_ms", "cold_start_ms", "first_run_ms", "warmup_p50_ms", "p50_ms", "p90_ms", "p95_ms",
-                     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "runs", "noise", "items_per_s", "speedup"]
+                     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "runs", "noise", "items_per_s", "speedup",
+                     "speedup_low", "speedup_high"]
 
 
 def _sig(v: Any, digits: int = 4) -> Any:
@@ -200,6 +208,45 @@ def _ran_on(rt: dict[str, Any], threads: bool = True) -> str:
 def _split(result: Any) -> tuple[list[Any], Callable[[Any], float | None]]:
     reports = list(result.reports if hasattr(result, "reports") else result)
     return reports, (result.speedup if hasattr(result, "speedup") else (lambda r: None))
+
+
+def _speedup_cell(result: Any, report: Any) -> Any:
+    """``2.31x [1.9, 2.8]``: the speed-up and its 95% interval; ``baseline`` on the baseline's rows."""
+    if not hasattr(result, "speedup"):
+        return None
+    if report.name == getattr(result, "baseline", None):
+        return "baseline"
+    value = result.speedup(report)
+    if value is None:
+        return None
+    interval = result.speedup_interval(report) if hasattr(result, "speedup_interval") else None
+    return f"{_sig(value, 3)}x" + (f" [{_sig(interval[0], 2)}, {_sig(interval[1], 2)}]" if interval else "")
+
+
+def speedup_warnings(result: Any) -> list[str]:
+    """Speed-ups whose noise is as large as the difference they report: the interval includes 1x,
+    or the baseline or config was so noisy (over ±50% between rounds) that the number means little."""
+    if not hasattr(result, "speedup_interval"):
+        return []
+    reports = [r for r in result.reports if r.status == "ok"]
+    base = {r.batch: r for r in reports if r.name == result.baseline}
+    out = []
+    for r in reports:
+        value, interval = result.speedup(r), result.speedup_interval(r)
+        if r.name == result.baseline or value is None or interval is None:
+            continue
+        b = base.get(r.batch)
+        noisy = [(n, x.noise) for n, x in ((result.baseline, b), (r.name, r)) if x is not None and (x.noise or 0) > 0.5]
+        if interval[0] <= 1 <= interval[1]:
+            out.append(f"warning: {r.name} at batch {r.batch}: {_sig(value, 3)}x vs {result.baseline} is within the "
+                       f"noise (95% interval [{_sig(interval[0], 2)}, {_sig(interval[1], 2)}] includes 1x): not a "
+                       "measured difference; run longer (--duration) on a quieter machine")
+        elif noisy:
+            who = " and ".join(f"{n} ±{x:.0%}" for n, x in noisy)
+            out.append(f"warning: {r.name} at batch {r.batch}: {_sig(value, 3)}x vs {result.baseline} rests on noisy "
+                       f"rounds ({who} between rounds; 95% interval [{_sig(interval[0], 2)}, {_sig(interval[1], 2)}]); "
+                       "run longer (--duration) on a quieter machine")
+    return out
 
 
 def _status_refs(reports: Sequence[Any]) -> dict[str, int]:
@@ -233,21 +280,25 @@ def bench_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
         rows.append([r.name, r.batch, _ran_on(rt), rt.get("precision"), _sig(r.cold_start_ms),
                      _sig(r.first_inference_ms), _sig(lat.p50), _sig(lat.p90), p99,
                      None if r.noise is None else round(100 * r.noise, 1),
-                     int(round(r.throughput)) if r.throughput >= 100 else _sig(r.throughput, 3), speedup(r)])
+                     int(round(r.throughput)) if r.throughput >= 100 else _sig(r.throughput, 3),
+                     _speedup_cell(result, r)])
     return list(BENCH_COLUMNS), rows
 
 
 def bench_csv_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
     """Every number of every cell at full precision, one row per cell, for spreadsheets."""
     reports, speedup = _split(result)
+    interval = getattr(result, "interval", lambda r: None)
     rows = []
     for r in reports:
         rt, lat = r.runtime or {}, r.latency
+        est = interval(r)
         stats = [lat.p50, lat.p90, lat.p95, lat.p99, lat.mean, lat.std, lat.min, lat.max, lat.n] if lat else [None] * 9
         rows.append([r.name, r.batch, r.status, rt.get("engine"), " ".join(rt.get("devices_in_effect") or []),
                      rt.get("precision"), rt.get("threads"), r.streams, r.load_ms, r.cold_start_ms,
                      r.first_inference_ms, r.warmup.p50 if r.warmup else None, *stats, r.noise,
-                     r.throughput if r.status == "ok" else None, speedup(r)])
+                     r.throughput if r.status == "ok" else None, speedup(r), None if est is None else est.low,
+                     None if est is None else est.high])
     return list(BENCH_CSV_COLUMNS), rows
 
 
@@ -260,14 +311,17 @@ def bench_notes(result: Any) -> list[str]:
         notes.append(f"{result.rounds} interleaved rounds; per cell: {s.get('warmup')} warm-up runs, then "
                      f"{s.get('stop')}; {s.get('streams', 1)} stream(s); timing-loop overhead "
                      f"{result.timing_overhead_ns:.0f} ns per run (included)")
-        notes.append("cold start = load (file parse + session creation / compile; engine already imported) + "
-                     "first inference")
+        warm = "; engine imported and warmed up on a dummy model first, so no config pays its one-time set-up" \
+            if s.get("engine_warmup") else "; engine already imported"
+        notes.append(f"cold start = load (file parse + session creation / compile{warm}) + first inference")
+        notes.append("items/s = batch x timed runs / their wall time (the slow tail included; warm-up not)")
         if result.baseline:
-            notes.append(f"speedup: median over rounds of p50({result.baseline}) / p50(config) at the same batch")
+            notes.append(f"speedup: p50({result.baseline}) / p50(config) at the same batch, geometric mean over "
+                         "rounds [95% interval over rounds]")
     if any(r.status == "ok" and not r.latency.p99_reliable for r in reports):
         notes.append("p99*: fewer than 1000 runs, so fewer than 10 runs lie above p99; treat it as close to max")
     notes += [f"[{n}] {status}" for status, n in _status_refs(reports).items()]
-    return notes
+    return notes + speedup_warnings(result)
 
 
 def bench_table(result: Any, baseline: str | None = None, speedups: dict[str, float] | None = None) -> Any:
@@ -301,84 +355,6 @@ def comparison_table(comparison: Any) -> Any:
              None if c.threshold is None else f"±{c.threshold:.1%}", c.note[:80]) for c in comparison.changes]
     return table(f"compared with {comparison.old_source}", ["config", "batch", "verdict", "old p50 ms",
                                                             "new p50 ms", "change", "noise", "note"], rows)
-
-
-def latency_plot(reports: Any, path: str | Path, title: str = "edgeai bench") -> Path:
-    """Top row: the latency distribution of every config, one panel per batch size (box p25-p75,
-    line p50, whiskers p1-p99). Bottom row: throughput per config (a bar per batch size) and cold
-    start per config (load, then first inference, stacked). Cells that did not run are listed at
-    the bottom. Written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    reports = list(reports.reports if hasattr(reports, "reports") else reports)
-    ok = [r for r in reports if r.status == "ok"]
-    not_run: dict[str, list[str]] = {}
-    for r in reports:
-        if r.status != "ok":
-            not_run.setdefault(r.status, []).append(f"{r.name} b{r.batch}")
-    bad = [f"{', '.join(cells_)}: {status[:120]}" for status, cells_ in not_run.items()]
-    names = list(dict.fromkeys(r.name for r in reports))
-    batches = sorted({r.batch for r in ok}) or [1]
-    cells = {(r.name, r.batch): r for r in ok}
-    width = max(10.0, 0.55 * len(names) * max(1, len(batches)) + 4)
-    fig = plt.figure(figsize=(width, 9.5))
-    grid = fig.add_gridspec(2, max(2, len(batches)))
-    x = list(range(len(names)))
-    for i, b in enumerate(batches):
-        ax = fig.add_subplot(grid[0, i])
-        data = [list(cells[(n, b)].samples_ms or [cells[(n, b)].latency.p50]) if (n, b) in cells else [] for n in names]
-        present = [j for j, d in enumerate(data) if d]
-        if present:
-            ax.boxplot([data[j] for j in present], positions=present, whis=(1, 99), showfliers=False)
-            p50s = [cells[(names[j], b)].latency.p50 for j in present]
-            if max(p50s) / max(min(p50s), 1e-9) > 20:
-                ax.set_yscale("log")
-        for j, d in enumerate(data):
-            if not d:
-                ax.text(j, 0.02, "not run", rotation=90, fontsize=7, color="tab:red", transform=ax.get_xaxis_transform())
-        ax.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
-        ax.set_xlim(-0.6, len(names) - 0.4)
-        ax.set_ylabel("latency per run (ms)")
-        ax.set_title(f"latency at batch {b}: box p25-p75, line p50, whiskers p1-p99", fontsize=9)
-    span = max(2, len(batches))
-    ax2 = fig.add_subplot(grid[1, : span // 2 + span % 2])
-    bar = 0.8 / len(batches)
-    for i, b in enumerate(batches):
-        ax2.bar([j + (i - (len(batches) - 1) / 2) * bar for j in x],
-                [cells[(n, b)].throughput if (n, b) in cells else 0 for n in names], bar, label=f"batch {b}")
-    ax2.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
-    rates = [r.throughput for r in ok if r.throughput > 0]
-    if rates and max(rates) / min(rates) > 50:
-        ax2.set_yscale("log")
-    ax2.set_ylabel("items / s (all streams)")
-    ax2.set_title("throughput", fontsize=9)
-    ax2.legend(fontsize=7)
-    ax3 = fig.add_subplot(grid[1, span // 2 + span % 2:])
-    first = {r.name: r for r in reversed(ok) if r.cold_start_ms is not None}
-    load, infer = [], []
-    for n in names:
-        r = first.get(n)
-        loaded = (r.load_ms if r.load_ms is not None else (r.load_time_s or 0.0) * 1e3) if r else 0.0
-        load.append(loaded)
-        infer.append(r.cold_start_ms - loaded if r else 0.0)
-    ax3.bar(x, load, color="tab:blue", label="load (parse + session creation / compile)")
-    ax3.bar(x, infer, bottom=load, color="tab:orange", label="first inference")
-    ax3.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
-    ax3.set_ylabel("ms")
-    ax3.set_title("cold start", fontsize=9)
-    ax3.legend(fontsize=7)
-    fig.suptitle(title)
-    if bad:
-        fig.text(0.01, 0.005, "not run — " + "\n".join(bad[:4]) + (f"\n+{len(bad) - 4} more" if len(bad) > 4 else ""),
-                 fontsize=6, color="tab:red")
-    fig.tight_layout(rect=(0, 0.012 * (min(len(bad), 5) + 1) if bad else 0, 1, 1))
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -10,11 +10,13 @@ import numpy as np
 
 from edgeai.atomic import write_bytes
 from edgeai.feeds import read_named_arrays
+from edgeai.readset import check_output, in_scope
 from edgeai.runtimes import load
 from edgeai.runtimes.base import value_problems
 from edgeai.specs import make_inputs
 
 
+@in_scope
 def run_once(model: str, device: str = "cpu", inputs: list[str] | dict[str, Any] | None = None, *,
              output: str | Path | None = None, **load_options: Any) -> dict[str, Any]:
     """Run ``model`` once on ``device`` and summarize each output (shape, dtype, checksum, NaN/Inf).
@@ -30,6 +32,8 @@ def run_once(model: str, device: str = "cpu", inputs: list[str] | dict[str, Any]
     """
     m = load(model, device, **load_options)
     feeds = inputs if isinstance(inputs, dict) else (read_named_arrays(inputs) if inputs else None)
+    if output:
+        check_output(output)  # the model, its data files, its bundle and the --input files are read by now
     if feeds is None:
         feeds = make_inputs(m.inputs, {"batch": 1})  # static shapes are already in m.inputs
     outs = m.run(feeds)

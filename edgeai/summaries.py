@@ -44,29 +44,54 @@ def print_export(result: Any, source: str) -> None:
         c.print("  not validated (--no-validate)")
 
 
+def _pct(v: Any) -> str:
+    return "" if v is None else f"{v:.0%}"
+
+
+def _speed_text(speedup: Any, interval: Any, rounds: Any = None) -> str:
+    if speedup is None:
+        return ""
+    text = f"{speedup:.3g}x"
+    if interval and None not in interval:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
+    return text + (f" over {rounds} rounds" if rounds else "")
+
+
 def print_quantize(result: Any, device: str) -> None:
     c = console()
     lat, worst = result.latency or {}, result.parity.worst
+    shapes = lat.get("shapes")
+    at = ", ".join(f"{k} {v}" for k, v in shapes.items()) if shapes else "batch 1"
     rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
-            (f"p50 ms on {result.device if device == 'auto' else device} (batch 1)", lat.get("fp32_p50_ms"),
+            (f"p50 ms on {result.device if device == 'auto' else device} ({at})", lat.get("fp32_p50_ms"),
              lat.get("p50_ms")),
             ("output cosine (worst)", 1.0, worst.cosine)]
     if worst.top1 is not None:
         rows.append(("top-1 agreement", 1.0, worst.top1))
+    if result.coverage is not None:
+        rows.append(("INT8 share of MACs / weights", "0% / 0%",
+                     f"{_pct(result.coverage.get('mac_share'))} / {_pct(result.coverage.get('weight_share'))}"))
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
     if result.candidates and "status" in result.candidates[0]:  # auto --device auto: devices x precisions
-        c.print(table("auto --device auto: every candidate on this machine", ["candidate", "status", "speed-up",
-                                                                              "interval", "cosine", "why"],
-                      [(r["name"], r["status"], r["speedup"], r["speedup_interval"], r["cosine"], (r["why"] or "")[:90])
-                       for r in result.candidates]))
+        c.print(table("auto --device auto: every candidate on this machine", ["candidate", "status", "cosine",
+                                                                              "speed-up vs cpu f32 [95%]", "why"],
+                      [(r["name"], r["status"], r["cosine"], _speed_text(r["speedup"], r.get("speedup_interval")),
+                        (r["why"] or "")[:90]) for r in result.candidates]))
     elif result.candidates:
-        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "p50 ms",
-                                              "speed-up", "error"],
-                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], r["p50_ms"], r["speedup"],
-                        (r["error"] or "")[:60]) for r in result.candidates]))
+        c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "INT8 MACs",
+                                              "p50 ms", "speed-up [95%]", "error"],
+                      [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], _pct(r.get("int8_macs")),
+                        r["p50_ms"], _speed_text(r["speedup"], r.get("interval")), (r["error"] or "")[:60])
+                       for r in result.candidates]))
     c.print(result.parity.verdict())
-    if lat.get("speedup") is not None:
-        c.print(f"speed-up vs FP32 on {device}: {lat['speedup']}x")
+    for w in result.parity.warnings:
+        c.print(f"warning: {w}")
+    if lat.get("int8_speedup") is not None:  # auto kept FP32: say what INT8 measured
+        c.print(f"INT8 ({lat.get('candidate')}) vs FP32 on {device}: "
+                f"{_speed_text(lat['int8_speedup'], lat.get('interval'), lat.get('rounds'))}")
+    elif lat.get("speedup") is not None:
+        c.print(f"speed-up vs FP32 on {device}: {_speed_text(lat['speedup'], lat.get('interval'), lat.get('rounds'))} "
+                f"(p50 {lat.get('fp32_p50_ms')} vs {lat.get('p50_ms')} ms)")
     if result.config:
         c.print(f"config: {result.config}")
     if result.excluded_nodes:
@@ -95,9 +120,27 @@ def print_check(reports: list[Any]) -> None:
             c.print(layerwise_table(r.layerwise))
             for line in layerwise_footer(r.layerwise):
                 c.print(line)
+        for o in r.outputs:
+            for note in o.notes:
+                c.print(f"note: {o.name}: {note}")
         c.print(r.verdict())
+        for w in r.warnings:
+            c.print(f"warning: {w}")
     if len(reports) > 1:
         c.print(check_table(reports))
+    failed = sum(not r.passed for r in reports)
+    c.print(f"{len(reports) - failed} of {len(reports)} checks passed")
+
+
+def print_task_check(reports: list[Any]) -> None:
+    """``edgeai check --task``: each sample's answer where it changed, then the verdict."""
+    c = console()
+    for r in reports:
+        rows = [(i, r.reference_answers[i], r.candidate_answers[i]) for i in r.changed]
+        if rows:
+            c.print(table(f"{r.task}: answers that changed ({len(rows)} of {r.samples})", ["sample", "reference",
+                                                                                          "candidate"], rows))
+        c.print(r.verdict())
     failed = sum(not r.passed for r in reports)
     c.print(f"{len(reports) - failed} of {len(reports)} checks passed")
 
@@ -116,11 +159,17 @@ def print_bench(result: Any, comparison: Any, written: list[Any]) -> None:
 
 
 def print_generation_bench(results: list[Any], new_tokens: int, rounds: int) -> None:
-    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), r.time_to_first_token.p50,
-             r.tokens_per_s, r.step_latency.p50, r.step_latency.p90, r.step_latency.p99) for r in results]
+    def ms(v: float) -> str:
+        return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+    rows = [(r.name, r.runtime.get("engine"), r.runtime.get("precision"), ms(r.time_to_first_token.p50),
+             f"{r.tokens_per_s:,.1f}", ms(r.step_latency.p50), ms(r.step_latency.p90), ms(r.step_latency.p99))
+            for r in results]
     console().print(table(f"generation: {new_tokens} new tokens after an 8-token prompt, {rounds} rounds",
                           ["config", "engine", "precision", "time to first token ms", "tokens/s", "step p50 ms",
                            "step p90 ms", "step p99 ms"], rows))
+    console().print("tokens/s: tokens after the first / the time of their decode steps (median over rounds); "
+                    "time to first token: the prompt's forward pass")
 
 
 def print_model_file(data: dict[str, Any]) -> None:
@@ -177,6 +226,10 @@ def print_devices(data: dict[str, Any]) -> None:
     c.print(f"  features: {', '.join(cpu['features']) or 'none detected'}  (VNNI: {cpu['vnni']}, bf16: {cpu['bf16']})")
     c.print("engines: " + ", ".join(f"{k} {v}" for k, v in data["engines"].items()))
     c.print("devices: " + ", ".join(data["devices"]))
+    described = data.get("device_strings") or {}
+    width = max(map(len, described), default=0)
+    for name, what in described.items():
+        c.print(f"  {name:<{width}}  {what}", soft_wrap=True)
 
 
 def print_demo(results: dict[str, Any]) -> None:

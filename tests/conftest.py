@@ -75,8 +75,11 @@ def trained_cnn(digits, artifacts: Path):
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "edgeai", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=timeout)
+    result = subprocess.run([sys.executable, "-m", "edgeai", *map(str, args)], capture_output=True, text=True,
+                            cwd=cwd or ROOT, env=env, timeout=timeout)
+    # Every failure a user can cause is an EdgeAIError with its exit code; "unexpected" is a bug.
+    assert "error: unexpected" not in result.stderr, f"edgeai {' '.join(map(str, args))}: {result.stderr[-2000:]}"
+    return result
 
 
 @pytest.fixture

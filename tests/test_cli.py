@@ -54,10 +54,10 @@ def test_bad_inputs_exit_2_with_one_line(cli, tmp_path, zoo_onnx):
 
 
 def test_check_exits_1_on_mismatch(cli, zoo_onnx):
-    ok = cli("check", zoo_onnx("cnn"), "--reference", "zoo:cnn", "--samples", "2")
+    ok = cli("check", zoo_onnx("cnn"), "--reference", "zoo:cnn", "--data", "random:2")
     assert ok.returncode == 0, ok.stderr
     assert "PASS" in ok.stdout
-    bad = cli("check", zoo_onnx("gru"), "--reference", zoo_onnx("lstm"), "--samples", "2")
+    bad = cli("check", zoo_onnx("gru"), "--reference", zoo_onnx("lstm"), "--data", "random:2")
     assert bad.returncode == 1 and "FAIL" in bad.stdout
 
 

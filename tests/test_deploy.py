@@ -68,6 +68,9 @@ def test_manifest_matches_files_and_records_the_evidence(bundle):
         assert v["devices"] == TARGETS
         for device in TARGETS:
             assert v["parity"][device]["passed"], v["parity"][device]
+            data = v["parity"][device]["data"]  # what the verdict rests on (issue 16)
+            assert data["kind"] in ("data", "calibration", "random") and data["source"] and data["count"] >= 1
+            assert v["parity"][device]["kinds"] == {"logits": "classification"}
             assert v["latency"][device]["p50_ms"] > 0 and v["latency"][device]["runs"] == 20
     assert m["defaults"] == {d: "int8-static" for d in TARGETS}
     assert m["variants"][1]["quantization"]["mode"] == "static"

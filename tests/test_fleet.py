@@ -341,7 +341,7 @@ print(json.dumps({{"groups": list(report.groups()), "ok": report.complete, "list
 def test_cli_command_functions_print_and_return_exit_codes(cluster, cnn, tmp_path, capsys):
     from edgeai.fleet import command
 
-    code = command.bench([str(cnn)], targets="a,b", device=["cpu"], batch="1", warmup=0, iterations=10, rounds=1,
+    code = command.bench([str(cnn)], targets="a,b", device=["cpu"], batches=[1], warmup=0, iterations=10, rounds=1,
                          markdown=tmp_path / "fleet.md", json_out=True)
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -376,3 +376,20 @@ def test_a_shard_whose_box_dies_is_run_again_on_a_box_of_the_same_kind(cluster, 
     assert [s["target"] for s in row.metrics["shards"]] == ["a", "b", "a"]  # e's shard, again on a
     local = edgeai.compare(cnn, cnn, 6000, device="cpu")
     assert row.detail["outputs"] == [o.to_dict() for o in local.outputs]
+
+
+@needs_ray
+def test_the_console_script_runs_bench_and_check_across_the_fleet(cluster, cnn, cli, tmp_path):
+    """`edgeai bench/check --fleet ADDRESS` and `edgeai fleet targets`: the real CLI, one JSON report."""
+    c, _ = cluster
+    out = cli("bench", cnn, "--fleet", c.address, "--targets", "a,b", "--warmup", "0", "--iterations", "10",
+              "--rounds", "1", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert list(json.loads(out.stdout)["groups"]) == ["a", "b"]
+    out = cli("check", cnn, "--reference", cnn, "--fleet", c.address, "--targets", "c", "--data", "random:2")
+    assert out.returncode == 0 and "c: PASS" in out.stdout, out.stderr[-2000:]
+    out = cli("fleet", "targets", "--fleet", c.address, "--targets", "b", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["targets"][0]["name"] == "b"
+    refused = cli("bench", cnn, "--fleet", c.address, "--csv", tmp_path / "x.csv")
+    assert refused.returncode == 2 and "--fleet does not take --csv" in refused.stderr
+    assert not (tmp_path / "x.csv").exists()

@@ -139,7 +139,7 @@ def test_layerwise_refuses_what_it_cannot_compare(cnn, tmp_path):
 
 def test_check_cli_names_the_broken_layer(cli, cnn, broken):
     out = cli("check", broken, cnn, "--reference", cnn, "--device", "cpu", "--device", "openvino:CPU",
-              "--samples", "3", "--layerwise", "--json")
+              "--data", "random:3", "--layerwise", "--json")
     assert out.returncode == 1, out.stderr
     data = json.loads(out.stdout)
     assert not data["passed"] and len(data["reports"]) == (4 if "openvino:CPU" in edgeai.devices() else 2)
@@ -152,7 +152,7 @@ def test_check_cli_names_the_broken_layer(cli, cnn, broken):
             assert PERTURBED in first["params"] and first["op_type"] == "Conv"
         else:
             assert lw["first_jump"] is None
-    text = cli("check", broken, "--reference", cnn, "--samples", "2", "--layerwise")
+    text = cli("check", broken, "--reference", cnn, "--data", "random:2", "--layerwise")
     assert text.returncode == 1
     assert "FIRST JUMP" in text.stdout and "FAIL" in text.stdout
     line = next(ln for ln in text.stdout.splitlines() if ln.startswith("first divergence:"))
@@ -172,3 +172,63 @@ def test_check_cli_data_set_and_bad_input(cli, cnn, tmp_path):
         bad = cli("check", cnn, "--reference", "zoo:cnn", *args)
         assert bad.returncode == 2 and expected in bad.stderr, bad.stderr
         assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+# --- what a verdict rests on (issue 16) ------------------------------------------------------------------
+
+def test_check_refuses_random_data_for_a_classifier_unless_asked(cli, cnn):
+    refused = cli("check", cnn, "--reference", cnn)
+    assert refused.returncode == 2 and "--data random:N" in refused.stderr and "--data FILE" in refused.stderr
+    assert "logits" in refused.stderr and "Traceback" not in refused.stderr
+    asked = cli("check", cnn, "--reference", cnn, "--data", "random:2", "--json")
+    assert asked.returncode == 0, asked.stderr
+    report = json.loads(asked.stdout)["reports"][0]
+    assert report["data"]["kind"] == "random" and report["data"]["count"] == 2
+    assert "standard-normal" in report["data"]["source"] and "seed 0" in report["data"]["source"]
+    assert "2 samples of random inputs" in report["verdict"]
+    # 2 feeds at batch 2 are 4 rows: far too few to show 99% top-1, and the report says how many are needed
+    assert any("top1_agreement" in w and "381" in w for w in report["warnings"]), report["warnings"]
+    text = cli("check", cnn, "--reference", cnn, "--data", "random:2")
+    assert "warning: logits: top1_agreement" in text.stdout and "random inputs" in text.stdout
+
+
+def test_declared_output_kinds_pick_the_metric(cli, cnn, tmp_path):
+    feeds = [{"pixel_values": np.random.default_rng(i).random((2, 1, 28, 28), np.float32)} for i in range(3)]
+    report = edgeai.compare(cnn, cnn, feeds, tolerance=Tolerance(kinds={"logits": "regression"}))
+    out = report.outputs[0]
+    assert out.kind == "regression" and out.kind_source == "declared" and out.top1 is None
+    assert {m.metric for m in out.judgement.results} == {"relative_rms_error", "relative_max_error"}
+    assert report.data["source"].startswith("list of feeds") and report.data["count"] == 3
+    inferred = edgeai.compare(cnn, cnn, feeds).outputs[0]
+    assert inferred.kind == "classification" and inferred.kind_source.startswith("inferred")
+    done = cli("check", cnn, "--reference", cnn, "--data", "random:2", "--output-kind", "logits=embedding", "--json")
+    assert json.loads(done.stdout)["reports"][0]["outputs"][0]["kind"] == "embedding", done.stderr
+    bad = cli("check", cnn, "--reference", cnn, "--data", "random:2", "--output-kind", "probs=regression")
+    assert bad.returncode == 2 and "no such output" in bad.stderr and "logits" in bad.stderr
+    bad = cli("check", cnn, "--reference", cnn, "--data", "random:2", "--output-kind", "logits=colour")
+    assert bad.returncode == 2 and "unknown output kind" in bad.stderr
+
+
+def test_a_metric_that_cannot_fail_never_decides(tmp_path):
+    """A one-value-per-sample output moved far: the graph cosine is 1, the probability metric fails."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])
+    y = helper.make_tensor_value_info("speech_prob", TensorProto.FLOAT, ["batch", 1])
+    for name, scale in (("ref", 1.0), ("cand", 3.0), ("flipped", -1.0)):
+        node = helper.make_node("Mul", ["x", "k"], ["speech_prob"])
+        k = helper.make_tensor("k", TensorProto.FLOAT, [], [scale])
+        graph = helper.make_graph([node], name, [x], [y], [k])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / f"{name}.onnx"))
+    feeds = [{"x": np.full((4, 1), 0.3, np.float32)}]
+    report = edgeai.compare(tmp_path / "ref.onnx", tmp_path / "cand.onnx", feeds,
+                            tolerance=Tolerance.for_precision("int8"))
+    out = report.outputs[0]
+    assert out.cosine == 1.0 and out.kind == "probability" and not report.passed
+    assert any("max_abs_diff" in f for f in out.failures)
+    # an explicit cosine floor does not decide on one value per sample either: left out, and it says so
+    flipped = edgeai.compare(tmp_path / "ref.onnx", tmp_path / "flipped.onnx", feeds,
+                             tolerance=Tolerance(atol=None, rtol=None, min_cosine=0.99)).outputs[0]
+    assert not flipped.passed and not any(f.startswith("cosine") for f in flipped.failures)
+    assert any("graph cosine left out" in n for n in flipped.notes) and any("max_abs_diff" in f for f in flipped.failures)

@@ -253,10 +253,19 @@ def test_outlier_breaks_plain_static_int8(outlier_cnn, digits_data, tmp_path):
     from edgeai.quantization import ToleranceNotMet
 
     calib, evals = digits_data
+    # Measured: logit cosine 0.90, top-1 agreement 99.2% (accuracy 98.3% -> 98.1%). The default INT8
+    # verdict for a classifier is its top-1 agreement (issue 16), which this file meets; the outlier
+    # shows under a logit-fidelity floor, which is what this test and the exclusion search are about.
     with pytest.raises(ToleranceNotMet, match="cosine"):
-        edgeai.quantize(outlier_cnn[0], tmp_path / "x.onnx", mode="static", calibration=calib, eval_inputs=evals)
+        edgeai.quantize(outlier_cnn[0], tmp_path / "x.onnx", mode="static", calibration=calib, eval_inputs=evals,
+                        tolerance=LOGIT_FIDELITY)
     assert not (tmp_path / "x.onnx").exists()
+    r = edgeai.quantize(outlier_cnn[0], tmp_path / "y.onnx", mode="static", calibration=calib, eval_inputs=evals,
+                        latency=False)
+    assert r.parity.passed and r.parity.worst.kind == "classification" and r.parity.worst.cosine < 0.995
 
+
+LOGIT_FIDELITY = {"min_cosine": 0.995}  # a graph limit on top of the task metrics: logits within cosine 0.995
 
 AUTO_CASES = [pytest.param("cpu", "static", id="cpu"),
               pytest.param("openvino:CPU", "openvino-int8", id="openvino:CPU",
@@ -271,10 +280,13 @@ def test_auto_excludes_the_sensitive_nodes(outlier_cnn, digits_data, tmp_path, d
     calib, evals = digits_data
     r = edgeai.quantize(src, tmp_path / "auto.onnx", mode="auto", calibration=calib, eval_inputs=evals,
                         device=device, candidates=[_first(mode, device)], min_speedup=None, bench_iterations=20,
-                        bench_rounds=2)
+                        bench_rounds=2, tolerance=LOGIT_FIDELITY)
     assert r.parity.passed and r.parity.worst.cosine >= 0.995
     assert r.excluded_nodes and set(r.excluded_nodes) & {fc1, fc2}, r.excluded_nodes
-    assert r.config["chosen"].endswith("+excluded") and r.latency["speedup"] > 0
+    # Kept in float either as a whole block (the last layer reads the outlier) or as ranked nodes.
+    chosen = r.config["chosen"]
+    assert chosen.endswith(("+excluded", "+last", "+first", "+first+last")), chosen
+    assert r.latency["speedup"] > 0
     assert any("qdq_loss_debug" in n for n in r.notes)
     rows = {c["name"]: c for c in r.candidates}
     assert rows[_first(mode, device)]["passed"] is False  # the plain config fails; excluding fixes it

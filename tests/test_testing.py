@@ -42,9 +42,10 @@ def test_failure_is_an_assertion_with_the_table(exported, tmp_path):
     message = str(info.value)
     assert message.startswith("FAIL") and "max abs" in message and "cosine min" in message
     assert "FIRST JUMP" in message and "0.weight" in message.split("first divergence:")[1].splitlines()[0]
-    # A looser limit on the same pair passes: overrides apply on top of the given tolerance.
+    # A looser limit on the same pair passes: overrides apply on top of the given tolerance. The
+    # output's task metric (a hidden state: relative max error 0.18 here) is a limit of its own.
     assert_parity(path, broken, 2, Tolerance.for_precision("f32"), atol=10.0, rtol=0.0, min_cosine=0.0,
-                  min_top1=0.0)
+                  min_top1=0.0, thresholds={"relative_max_error": 1.0})
 
 
 def test_helpers_refuse_bad_input(exported, tmp_path):

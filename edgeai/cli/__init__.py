@@ -6,7 +6,19 @@ Exit codes: 0 success, 1 a failed check (parity out of tolerance), 2 bad usage o
 
 from __future__ import annotations
 
-from edgeai.cli import bench, check, demo, deploy, devices, export, generate, info, quantize, run  # noqa: F401
+from edgeai.cli import (  # noqa: F401  (each module registers its command)
+    bench,
+    check,
+    demo,
+    deploy,
+    devices,
+    export,
+    fleet,
+    generate,
+    info,
+    quantize,
+    run,
+)
 from edgeai.cli.app import app, main
 
 __all__ = ["app", "main"]

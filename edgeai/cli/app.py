@@ -7,8 +7,10 @@ the command line) shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -40,9 +42,20 @@ def _main(
     state["debug"] = state["debug"] or debug
 
 
+_SHOWN: set[str] = set()  # warnings already printed by this process: each is said once
+
+
 def echo_warning(text: str) -> None:
-    """A warning is one ``warning:`` line on stderr, without edgeai's own ``edgeai:`` prefix."""
-    typer.echo(f"warning: {text[len('edgeai: '):] if text.startswith('edgeai: ') else text}", err=True)
+    """A warning is one ``warning:`` line on stderr, without edgeai's own ``edgeai:`` prefix, once.
+
+    The "once" filters are not enough alone: a library that adds a warnings filter while a command
+    runs (several do, on import) resets Python's record of what was shown.
+    """
+    line = f"warning: {text[len('edgeai: '):] if text.startswith('edgeai: ') else text}"
+    if line in _SHOWN:
+        return
+    _SHOWN.add(line)
+    typer.echo(line, err=True)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
@@ -50,32 +63,110 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     echo_warning(str(message))
 
 
+# Options that name what a command writes ("-o" etc.), and options that name neither an input nor an output.
+OUTPUT_OPTIONS = {"output": "-o", "out": "--out", "plot": "--plot", "csv": "--csv", "markdown": "--markdown"}
+_NOT_INPUTS = {"cache_dir", "json_out", "device"}
+
+
+def _declared_inputs(kwargs: dict[str, Any]) -> list[str]:
+    """Paths named by a command's arguments that exist: what the command will read."""
+    found = []
+    for name, value in kwargs.items():
+        if name in OUTPUT_OPTIONS or name in _NOT_INPUTS or value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(item, (str, os.PathLike)):
+                continue
+            text = os.fspath(item)
+            if name == "input" and "=" in text:  # run --input NAME=file.npy
+                text = text.partition("=")[2]
+            try:
+                if text and "\0" not in text and os.path.lexists(text):
+                    found.append(text)
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+# What -o/--out names, per command: deploy and demo write folders, export a file or (seq2seq) a folder.
+_OUTPUT_KINDS = {"deploy": "folder", "demo": "folder", "export": "any"}
+
+
+def guard_outputs(kwargs: dict[str, Any], command: str = "") -> None:
+    """Note every input a command names (bundles as folders, models with their external data), then
+    refuse any output option that would overwrite one: before any work, not after it."""
+    from edgeai.atomic import check_destination
+    from edgeai.bundle import is_bundle
+    from edgeai.errors import ModelLoadError
+    from edgeai.onnxfile import load_proto
+    from edgeai.readset import check_output, note_read
+
+    for path in _declared_inputs(kwargs):
+        if is_bundle(path):
+            note_read(path, tree=True)
+            continue
+        note_read(path)
+        if path.endswith(".onnx") and os.path.isfile(path):
+            with contextlib.suppress(ModelLoadError):  # notes its external data; a bad file is the command's to report
+                load_proto(path)
+    for name, flag in OUTPUT_OPTIONS.items():
+        value = kwargs.get(name)
+        if isinstance(value, (str, os.PathLike)):
+            check_output(value, flag)
+            kind = _OUTPUT_KINDS.get(command, "file") if name in ("output", "out") else "file"
+            check_destination(value, kind=kind)
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn EdgeAIErrors into one clear line on stderr and the documented exit code."""
+    """Turn EdgeAIErrors into one clear line on stderr and the documented exit code.
+
+    The command runs inside one read set (:mod:`edgeai.readset`): its inputs are noted first and
+    no output may overwrite one. OS failures that reach here (a name too long, a permission, a
+    full disk) are reported the same way, as ``FileAccessError``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from edgeai import report
+        from edgeai import readset, report
 
         report.set_quiet(bool(kwargs.get("json_out")))
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), readset.scope():
+                guard_outputs(kwargs, fn.__name__)
                 if not state["debug"]:  # one 'warning:' line, not Python's file:line + source echo
                     warnings.showwarning = _show_warning
                 warnings.simplefilter("default" if state["debug"] else "ignore")
                 warnings.filterwarnings("once", message="edgeai:.*")
                 warnings.filterwarnings("once", message="calibrating on random.*")
                 return fn(*args, **kwargs)
+        except (OSError, MemoryError, RecursionError) as e:
+            if state["debug"]:
+                raise
+            err = as_edgeai_error(e)
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
         except EdgeAIError as e:
             if state["debug"]:
                 raise
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def as_edgeai_error(e: BaseException) -> EdgeAIError:
+    """An OS-level failure (or exhausted memory) as the typed error a user can act on."""
+    from edgeai.errors import FileAccessError
+
+    if isinstance(e, MemoryError):
+        return EdgeAIError("out of memory; use a smaller batch, fewer samples or a smaller model")
+    if isinstance(e, RecursionError):
+        return EdgeAIError("input nested too deeply to process")
+    where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+    return FileAccessError(f"{where}{getattr(e, 'strerror', None) or e}")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from edgeai.cli.app import app, command, print_json
-from edgeai.cli.options import JsonOpt, ShapeOpt, parse_shapes, require_matplotlib
+from edgeai.cli.options import (
+    FleetOpt,
+    JsonOpt,
+    ShapeOpt,
+    TargetsOpt,
+    TimeoutOpt,
+    parse_batches,
+    parse_dims,
+    parse_shapes,
+    refuse_with_fleet,
+    require_matplotlib,
+)
 from edgeai.errors import EdgeAIError
 
 
@@ -36,6 +47,9 @@ def bench(
     min_change: Annotated[float, typer.Option(help="With --compare-to: smallest slowdown that counts, however low the noise")] = 0.05,
     generate: Annotated[int | None, typer.Option("--generate", help="KV-cache exports: time generating N tokens "
                                                  "(time to first token, tokens/s, step percentiles) over --rounds runs")] = None,
+    fleet: FleetOpt = None,
+    targets: TargetsOpt = None,
+    timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark models x devices x precisions x batch sizes in one process, interleaved; cold start shown apart.
@@ -44,9 +58,25 @@ def bench(
 
     Exit 1 when --compare-to finds a regression beyond the measured noise, or a cell failed.
 
+    With --fleet, every target box of a Ray cluster runs the matrix on its own hardware and one report
+    comes back with a row group per box (see docs/fleet.md).
+
     Example: edgeai bench cnn.onnx cnn.int8.onnx --device cpu --device openvino:CPU --batch 1,8 --plot bench.png
     """
     from edgeai import benchmarking, generation, summaries
+    from edgeai.fleet import command as fleet_command
+
+    if fleet is not None:
+        refuse_with_fleet({"--baseline": baseline, "--shape": shape, "--cache-dir": cache_dir, "--csv": csv,
+                           "--compare-to": compare_to, "--generate": generate})
+        raise typer.Exit(fleet_command.bench(
+            models, fleet=fleet, targets=targets, device=device, precision=precision, batches=parse_batches(batch),
+            warmup=warmup, iterations=iterations, duration=duration, rounds=rounds, streams=streams,
+            threads=threads, dims=parse_dims(dim), timeout=timeout, plot=plot, markdown=markdown,
+            json_out=json_out))
+    if targets is not None or timeout is not None:
+        raise EdgeAIError("--targets and --timeout select and bound fleet boxes; add --fleet HOST:PORT (or "
+                          "--fleet local)")
 
     if generate is not None:
         ignored = [flag for flag, value in (("--plot", plot), ("--csv", csv), ("--markdown", markdown),
@@ -67,10 +97,10 @@ def bench(
     if plot is not None:
         require_matplotlib("--plot")
     run = benchmarking.run_bench(
-        models, devices=device or ["cpu"], batches=benchmarking.parse_batches(batch),
+        models, devices=device or ["cpu"], batches=parse_batches(batch),
         precisions=list(precision or [None]), warmup=warmup, iterations=iterations, duration=duration, rounds=rounds,
         streams=streams, baseline=baseline, threads=threads, static_shapes=parse_shapes(shape),
-        dims=benchmarking.parse_dims(dim), cache_dir=cache_dir, plot=plot, csv=csv, markdown=markdown,
+        dims=parse_dims(dim), cache_dir=cache_dir, plot=plot, csv=csv, markdown=markdown,
         compare_to=compare_to, min_change=min_change)
     if json_out:
         print_json(run.to_dict())

@@ -17,10 +17,13 @@ from edgeai.cli.options import (
     MinCosineOpt,
     MinTop1Opt,
     OldInputSpecOpt,
+    OutputKindOpt,
     TaskOpt,
+    ThresholdOpt,
     alias,
     parse_dynamic,
     parse_input_specs,
+    task_limits,
 )
 
 
@@ -42,6 +45,8 @@ def deploy(
     iterations: Annotated[int, typer.Option(help="Timed runs per variant and device")] = 100,
     min_cosine: MinCosineOpt = None,
     min_top1: MinTop1Opt = None,
+    output_kind: OutputKindOpt = None,
+    threshold: ThresholdOpt = None,
     fallback_fp32: Annotated[bool, typer.Option(help="Ship FP32 for a device whose quantized variant fails parity")] = False,
     force: Annotated[bool, typer.Option(help="Write the bundle even if a check fails (exit 1)")] = False,
     json_out: JsonOpt = False,
@@ -54,11 +59,11 @@ def deploy(
     import edgeai
     from edgeai import bundle, summaries
 
-    tol = {"min_cosine": min_cosine, "min_top1": min_top1} if min_cosine is not None or min_top1 is not None \
-        else None
+    tol = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1", min_top1)) if v is not None}
+    tol.update(task_limits(output_kind, threshold))
     specs = parse_input_specs(alias("--input-spec", input_spec, "--input", old_input))  # type: ignore[arg-type]
     result = edgeai.deploy(source, output, devices=device or ["cpu"], mode=mode, calibration=calib,
-                           eval_inputs=data, samples=samples, tolerance=tol, inputs=specs,
+                           eval_inputs=data, samples=samples, tolerance=tol or None, inputs=specs,
                            dynamic_axes=parse_dynamic(dynamic), task=task,
                            preprocessing=bundle.read_json_option(preprocessing, "--preprocessing"),
                            labels=bundle.read_labels(labels), iterations=iterations, fallback_fp32=fallback_fp32,

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from edgeai.cli.app import app, command, echo_warning, print_json, state
-from edgeai.cli.options import CalibOpt, DataOpt, JsonOpt, MinCosineOpt, MinTop1Opt, alias
+from edgeai.cli.options import (
+    CalibOpt,
+    DataOpt,
+    JsonOpt,
+    MinCosineOpt,
+    MinTop1Opt,
+    OutputKindOpt,
+    ThresholdOpt,
+    alias,
+    task_limits,
+)
 
 
 @app.command()
@@ -23,6 +33,8 @@ def quantize(
     device: Annotated[str, typer.Option(help="Device for parity and latency (auto: the target)")] = "cpu",
     min_cosine: MinCosineOpt = None,
     min_top1: MinTop1Opt = None,
+    output_kind: OutputKindOpt = None,
+    threshold: ThresholdOpt = None,
     method: Annotated[str | None, typer.Option(help="static calibration: minmax | entropy | percentile")] = None,
     per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight granularity")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeat)")] = None,
@@ -40,6 +52,7 @@ def quantize(
 
     data = alias("--data", data, "--eval", old_eval)  # type: ignore[assignment]
     limits = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1", min_top1)) if v is not None}
+    limits.update(task_limits(output_kind, threshold))
     options: dict[str, Any] = {}
     if method:
         options["calibrate_method"] = method

@@ -398,7 +398,11 @@ def _export_checked(source: Any, path: Path, config: dict[str, Any], options: di
         if options["validate"] and has_past:
             first = _check_first_step(source, tmp, options["atol"])
     checked = {**result.validation_dims, "first_step": first} if first else result.validation_dims
-    return dataclasses.replace(result, path=path, size_bytes=path.stat().st_size, validation_dims=checked)
+    validation = result.validation
+    if validation is not None:  # the verdict names the user's file, not the temp file it was checked as
+        validation = dataclasses.replace(validation, candidate={**validation.candidate, "model": str(path)})
+    return dataclasses.replace(result, path=path, size_bytes=path.stat().st_size, validation_dims=checked,
+                               validation=validation)
 
 
 def _check_first_step(source: Any, onnx_path: Path, atol: float) -> dict[str, int]:

@@ -263,7 +263,7 @@ def _simplify(proto: Any) -> Any:
     try:
         import onnxslim
     except ImportError as e:
-        raise ExportError("simplify=True needs onnxslim (pip install onnxslim, or edgeai[extras])") from e
+        raise ExportError("--simplify (simplify=True) needs onnxslim: pip install onnxslim, or edgeai[extras]") from e
     try:
         return onnxslim.slim(proto)
     except Exception as e:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from edgeai.atomic import write_text
-from edgeai.errors import EdgeAIError
 from edgeai.fleet.checks import check as fleet_check
 from edgeai.fleet.inventory import targets as list_targets
 from edgeai.fleet.matrix import bench as fleet_bench
@@ -43,26 +42,6 @@ def _print(report: Any, json_out: bool, text: str) -> None:
     print(to_json(report) if json_out else text)
 
 
-def parse_batches(batch: str) -> list[int]:
-    try:
-        batches = [int(b) for b in batch.split(",") if b.strip()]
-    except ValueError:
-        raise EdgeAIError(f"bad --batch {batch!r}; expected comma-separated integers like 1,8,32") from None
-    if not batches or min(batches) < 1:
-        raise EdgeAIError(f"--batch needs positive integers like 1,8,32; got {batch!r}")
-    return batches
-
-
-def parse_dims(dim: Sequence[str] | None) -> dict[str, int]:
-    dims = {}
-    for item in dim or []:
-        k, _, v = item.partition("=")
-        if not k or not v.strip().isdigit() or int(v) < 1:
-            raise EdgeAIError(f"bad --dim {item!r}; expected NAME=SIZE, e.g. seq=128")
-        dims[k.strip()] = int(v)
-    return dims
-
-
 def targets(fleet: str | None = "local", *, names: str | None = None, json_out: bool = False) -> int:
     """``edgeai fleet targets [--fleet HOST:PORT] [--targets a,b] [--json]``."""
     with _ray_chatter_to_stderr():
@@ -82,18 +61,18 @@ def _write(report: Any, plot: Path | None, markdown: Path | None) -> None:
 
 
 def bench(models: Sequence[str], *, fleet: str | None = "local", targets: str | None = None,
-          device: Sequence[str] | None = None, precision: Sequence[str] | None = None, batch: str = "1",
+          device: Sequence[str] | None = None, precision: Sequence[str] | None = None,
+          batches: Sequence[int] = (1,),
           warmup: int = 10, iterations: int | None = None, duration: float | None = None, rounds: int = 5,
-          streams: int = 1, threads: int | None = None, dim: Sequence[str] | None = None,
+          streams: int = 1, threads: int | None = None, dims: dict[str, int] | None = None,
           timeout: float | None = None, plot: Path | None = None, markdown: Path | None = None,
           json_out: bool = False) -> int:
     """``edgeai bench MODELS --fleet HOST:PORT|local [--targets a,b] ...``: the bench matrix on every box."""
-    batches, dims = parse_batches(batch), parse_dims(dim)
     with _ray_chatter_to_stderr():
         report = fleet_bench(list(models), address=_address(fleet), targets=targets, devices=device or ["cpu"],
-                             precisions=list(precision or [None]), batches=batches, warmup=warmup,
+                             precisions=list(precision or [None]), batches=list(batches), warmup=warmup,
                              iterations=iterations, duration=duration, rounds=rounds, streams=streams,
-                             threads=threads, dims=dims, timeout=timeout)
+                             threads=threads, dims=dims or {}, timeout=timeout)
     _write(report, plot, markdown)
     _print(report, json_out, "" if json_out else fleet_text(report))
     return 0 if report.passed else 1

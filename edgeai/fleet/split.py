@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError
-from edgeai.feeds import resolve_feeds
+from edgeai.feeds import DEFAULT_SAMPLES, resolve_feeds
 from edgeai.fleet.cluster import (
     TargetNode,
     connect,
@@ -35,7 +35,6 @@ from edgeai.fleet.results import FleetReport, FleetRow, TargetInfo, first_line
 from edgeai.fleet.shards import judge, merge, shard_stats, split_ranges
 from edgeai.fleet.shipping import Shipment, TransferError, Workdir, ship
 from edgeai.parity import (
-    DEFAULT_SAMPLES,
     ParityReport,
     as_model,
     build_report,

@@ -8,7 +8,7 @@ accuracy-aware search over those). No mode hands out a file that failed its pari
 
 from __future__ import annotations
 
-from edgeai.atomic import atomic_path
+from edgeai.atomic import atomic_path, check_destination
 from edgeai.onnxfile import (
     graph_precision,
     io_specs,
@@ -17,10 +17,14 @@ from edgeai.onnxfile import (
     save_onnx,
     write_metadata,
 )
+from edgeai.quantization.coverage import int8_coverage
 from edgeai.quantization.measure import (
+    default_eval_samples,
+    describe_evaluation,
     latencies,
     load_on,
     parity_on,
+    parity_record,
     quiet_ort_quantization,
     resolve_tolerance,
     timing_feed,
@@ -39,10 +43,13 @@ from edgeai.feeds import evaluation_feeds
 from edgeai.quantization.auto import quantize_auto
 from edgeai.quantization.fastest import quantize_fastest
 from edgeai.quantization.modes import MODES, QuantizeResult, model_size, run_mode
+from edgeai.quantization.search import MIN_INT8_MAC_SHARE
+from edgeai.readset import check_output, in_scope
 
 
+@in_scope
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calibration: Any = None,
-             device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int = 16,
+             device: str = "cpu", tolerance: Any = None, eval_inputs: Any = None, eval_samples: int | None = None,
              force: bool = False, latency: bool = True, **options: Any) -> QuantizeResult:
     """Quantize an ONNX file and prove the result still matches it.
 
@@ -60,6 +67,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         tolerance: a :class:`~edgeai.parity.Tolerance`; default by precision and task (INT8: cosine
             >= 0.995, plus top-1 >= 99% for classifiers; FP16: cosine >= 0.999).
         eval_inputs: parity inputs (same forms as calibration); default: calibration samples.
+        eval_samples: how many evaluation feeds; default: enough for the tolerance's top-1 rate
+            (381 for 99%), else 16; the result's notes say when the data has fewer.
         force: write the file even when parity fails (the failure is recorded in its metadata).
         latency: also time FP32 and the result on ``device`` (interleaved) for the result's table.
         **options: mode options, e.g. ``per_channel``, ``reduce_range``, ``calibrate_method``,
@@ -81,7 +90,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
                                 "included: a QDQ model both engines run)")
     if src.resolve() == dst.resolve():
         raise QuantizationError(f"refusing to overwrite the input {src}; choose another output path")
-    proto = load_proto(src)
+    proto = load_proto(src)  # notes src and its external data as this call's inputs
+    check_output(dst)  # dst may not be one of them (a hard link, a symlink, src's .data file): fail before the work
+    check_destination(dst)  # nor a folder, nor under a regular file
     precision = graph_precision(proto)
     if precision != "f32":
         meta = read_metadata(proto).get("quantization", {})
@@ -92,25 +103,39 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     del proto
     if mode == "auto" and str(device).strip().lower() == "auto":
         # Every device here x its precisions, timed against each other: edgeai.quantization.fastest.
-        return quantize_fastest(src, dst, specs, calibration, tolerance=tolerance, eval_inputs=eval_inputs,
-                                eval_samples=eval_samples, force=force, **options)
+        return _named(quantize_fastest(src, dst, specs, calibration, tolerance=tolerance, eval_inputs=eval_inputs,
+                                       eval_samples=eval_samples, force=force, **options), dst)
     if mode == "auto":
-        return quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
-                             eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
+        result = quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
+                               eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)
+        return _named(result, dst)
     return _quantize_one(src, dst, mode, specs, task, calibration, device, tolerance, eval_inputs, eval_samples,
                          force, latency, options)
 
 
+def _named(result: QuantizeResult, dst: Path) -> QuantizeResult:
+    """The verdict names the file the user asked for, not the candidate file auto measured it as."""
+    import dataclasses
+
+    parity = result.parity  # (when auto keeps FP32, dst is a copy of the source it measured)
+    if parity is None or parity.candidate.get("model") in (None, str(dst)):
+        return result
+    return dataclasses.replace(result, parity=dataclasses.replace(
+        parity, candidate={**parity.candidate, "model": str(dst)}))
+
+
 def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str | None, calibration: Any,
-                  device: str, tolerance: Any, eval_inputs: Any, eval_samples: int, force: bool, latency: bool,
+                  device: str, tolerance: Any, eval_inputs: Any, eval_samples: int | None, force: bool, latency: bool,
                   options: dict[str, Any]) -> QuantizeResult:
     import onnx
 
     t0 = time.perf_counter()
     notes: list[str] = []
     tol = resolve_tolerance(tolerance, "f16" if mode == "fp16" else "int8", task)
-    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)  # bad data fails before the work
-    notes += [evals.note] if evals.note else []
+    wanted = eval_samples or default_eval_samples(tol)
+    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)  # bad data fails before the work
+    evaluation = describe_evaluation(evals, specs, tol, wanted)
+    notes += [n for n in (evals.note, evaluation.get("warning")) if n]
     with tempfile.TemporaryDirectory(prefix=".edgeai-q-", dir=dst.parent if dst.parent.exists() else None) as work:
         out = Path(work) / dst.name
         with quiet_ort_quantization():
@@ -123,21 +148,27 @@ def _quantize_one(src: Path, dst: Path, mode: str, specs: list[Any], task: str |
             raise ToleranceNotMet(f"{mode} quantization is out of tolerance, so nothing was written: "
                                   f"{parity.verdict()}. Try --mode auto (it excludes sensitive layers), real "
                                   "calibration data, or --force to write it anyway")
+        coverage = None
+        if mode != "fp16":
+            cov = int8_coverage(out)
+            coverage = {**{k: v for k, v in cov.to_dict().items() if k != "path"}, "summary": cov.summary()}
+            if not cov.is_int8(MIN_INT8_MAC_SHARE):
+                notes.append(f"only {cov.summary()}: most of this model's compute stays float")
         timing: dict[str, Any] = {}
         if latency:
-            lat = latencies([("fp32", load_on(src, device, "FP32")), (mode, candidate)], timing_feed(evals),
+            feed = timing_feed(evals, specs)
+            lat = latencies([("fp32", load_on(src, device, "FP32")), (mode, candidate)], feed,
                             iterations=60, rounds=3)
             timing = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": lat[mode]["p50_ms"],
-                      "speedup": lat[mode]["speedup"], "batch": 1}
-        worst = parity.worst
+                      "speedup": lat[mode]["speedup"], "interval": lat[mode]["interval"], "rounds": 3,
+                      "shapes": {k: list(v.shape) for k, v in feed.items()}}
         model = onnx.load(str(out))
         write_metadata(model, {"quantization": {
             "mode": mode, "config": config, "device": device, "tolerance": tol.to_dict(), "latency": timing,
-            "parity": {"passed": parity.passed, "verdict": parity.verdict(), "cosine": round(worst.cosine, 6),
-                       "top1": None if worst.top1 is None else round(worst.top1, 4)}}})
+            "coverage": coverage, "evaluation": evaluation, "parity": parity_record(parity)}})
         with atomic_path(dst) as tmp:
             save_onnx(model, tmp)
     return QuantizeResult(src, dst, mode, config, model_size(src), model_size(dst), parity, device,
                           time.perf_counter() - t0, tuple(config.get("nodes_to_exclude") or ()), tuple(notes),
-                          latency=timing)
+                          latency=timing, coverage=coverage)
 

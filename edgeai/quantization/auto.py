@@ -5,21 +5,27 @@
    can saturate, so the candidates are U8S8 with ``reduce_range`` (7-bit weights) and U8U8. Dynamic
    INT8 and per-tensor weights are tried too, and NNCF (``openvino-int8``) on OpenVINO devices.
    All start from one ``quant_pre_process``-ed copy, so node names agree between them.
-2. Each candidate's parity against the FP32 file is measured on the target device.
-3. When none passes, the most sensitive tensors of the best candidate are found with
-   onnxruntime's ``qdq_loss_debug`` (see :mod:`edgeai.quantization.sensitivity`) and the fewest of them
-   are kept in float (a doubling then bisecting search over the ranking) until the tolerance holds,
-   never more than ``max_excluded_fraction`` of the convolutions / matrix multiplies.
-4. FP32 and the passing candidates are timed interleaved on the target device. The fastest one
-   that is at least ``min_speedup`` times faster than FP32 is written; if none is, the FP32 graph
-   is written with metadata saying why: INT8 is never recommended without being measured faster.
+2. Each candidate is quantized, its INT8 coverage read from the written file (a config under
+   20% of MACs in INT8 is not an INT8 model and is never chosen as one), and its parity against the
+   FP32 file measured on the target device, on enough evaluation samples for the tolerance. A
+   candidate that fails anywhere is skipped with the reason in the report; the search goes on.
+3. When none passes, the best one is tried with whole blocks kept in float (first / last layer,
+   attention output projections, FFN down-projections), then with the fewest nodes that
+   onnxruntime's ``qdq_loss_debug`` ranks most sensitive (see :mod:`edgeai.quantization.sensitivity`;
+   a doubling then bisecting search, never more than ``max_excluded_fraction`` of the conv/matmul
+   nodes, and fewer than the smallest passing block).
+4. The passing candidates are timed against FP32 interleaved on the target device and the fastest
+   is decided on the interval of its per-round speed-ups (:mod:`edgeai.speedup`): INT8 is written
+   only when the lower bound clears ``min_speedup``; while the interval straddles it, more rounds
+   run up to a time budget, and an interval still straddling it keeps FP32 as "undecided within
+   noise". The decision, its interval and rounds are stored in the file's metadata, where
+   ``edgeai bench`` of the two files (same estimator) can be compared with them.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +37,26 @@ from edgeai.onnxfile import load_proto, read_metadata, save_onnx, write_metadata
 from edgeai.progress import progress
 from edgeai.quantization.calibration import collect_samples
 from edgeai.quantization.measure import (
+    default_eval_samples,
+    describe_evaluation,
     latencies,
     load_on,
     parity_on,
-    quiet_ort_quantization,
+    parity_record,
     resolve_tolerance,
+    speed_decision,
     timing_feed,
 )
-from edgeai.quantization.modes import QuantizeResult, model_size, run_mode
-from edgeai.quantization.sensitivity import (
-    DYNAMIC_OPS,
-    compute_nodes,
-    rank_sensitive_nodes,
-    restrict_to_ops,
-)
-from edgeai.quantization.static import preprocess
+from edgeai.quantization.modes import QuantizeResult, model_size
+from edgeai.quantization.search import Candidate, Search
+from edgeai.quantization.sensitivity import compute_nodes
+from edgeai.quantization.static import preprocess, preprocess_status
 from edgeai.runtimes import parse_device
 
-
-@dataclass
-class Candidate:
-    name: str
-    mode: str
-    options: dict[str, Any]
-    path: Path | None = None
-    model: Any = None
-    parity: Any = None
-    config: dict[str, Any] = field(default_factory=dict)
-    excluded: tuple[str, ...] = ()
-    error: str | None = None
-    p50_ms: float | None = None
-    speedup: float | None = None
-
-    @property
-    def cosine(self) -> float:
-        return self.parity.worst.cosine if self.parity is not None else -2.0
-
-    def row(self) -> dict[str, Any]:
-        w = self.parity.worst if self.parity is not None else None
-        return {"name": self.name, "mode": self.mode, "options": self.options, "excluded_nodes": len(self.excluded),
-                "passed": bool(self.parity is not None and self.parity.passed),
-                "cosine": None if w is None else round(w.cosine, 6),
-                "top1": None if w is None or w.top1 is None else round(w.top1, 4),
-                "p50_ms": self.p50_ms, "speedup": self.speedup, "error": self.error}
+# Dynamic INT8 of the matrix multiplies and recurrent layers only: onnxruntime's ConvInteger (what
+# dynamic quantization makes of a Conv) has no fast x86 kernel and often runs slower than float
+# Conv, so a conv stem (Whisper's, a CNN's) can eat what the INT8 MatMuls win.
+NO_CONV = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
 
 
 def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate], str]:
@@ -85,7 +68,8 @@ def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate
         cands = [Candidate("static-u8s8-per-channel", "static", {**pc, "activation_type": "uint8", "reduce_range": False}),
                  Candidate("static-s8s8-per-channel", "static", {**pc, "activation_type": "int8", "reduce_range": False}),
                  Candidate("static-u8s8-per-tensor", "static", {"per_channel": False, "reduce_range": False}),
-                 Candidate("dynamic-per-channel", "dynamic", {**pc, "reduce_range": False})]
+                 Candidate("dynamic-per-channel", "dynamic", {**pc, "reduce_range": False}),
+                 Candidate("dynamic-per-channel-no-conv", "dynamic", {**pc, "reduce_range": False, "op_types": NO_CONV})]
     else:
         why = ("CPU lacks VNNI: u8s8 kernels sum pairs in int16 and can saturate, so U8S8 uses reduce_range "
                "(7-bit weights) and U8U8 is tried")
@@ -94,7 +78,9 @@ def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate
                  Candidate("static-u8u8-per-channel", "static",
                            {**pc, "activation_type": "uint8", "weight_type": "uint8", "reduce_range": False}),
                  Candidate("static-u8s8-per-tensor-reduce-range", "static", {"per_channel": False, "reduce_range": True}),
-                 Candidate("dynamic-per-channel-reduce-range", "dynamic", {**pc, "reduce_range": True})]
+                 Candidate("dynamic-per-channel-reduce-range", "dynamic", {**pc, "reduce_range": True}),
+                 Candidate("dynamic-per-channel-reduce-range-no-conv", "dynamic",
+                           {**pc, "reduce_range": True, "op_types": NO_CONV})]
     if engine == "openvino":
         # onnxruntime's QDQ of LayerNormalization's 1-D scale/bias made OpenVINO 2026.4 output zeros
         # on the zoo encoder (onnxruntime ran the same file fine): leave normalization to float there.
@@ -108,30 +94,37 @@ def candidate_configs(cpu: Any, engine: str, nncf: bool) -> tuple[list[Candidate
 
 
 def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, device: str = "cpu",
-                  tolerance: Any = None, eval_inputs: Any = None, eval_samples: int = 16, force: bool = False,
+                  tolerance: Any = None, eval_inputs: Any = None, eval_samples: int | None = None, force: bool = False,
                   candidates: list[str] | None = None, min_speedup: float | None = 1.05,
                   max_excluded_fraction: float = 0.5, samples: int = 128, bench_iterations: int = 100,
-                  bench_rounds: int = 5, sensitivity_samples: int = 4, **unknown: Any) -> Any:
+                  bench_rounds: int = 5, sensitivity_samples: int = 4, speed_budget_s: float = 30.0,
+                  max_rounds: int = 40, **unknown: Any) -> Any:
     """Search INT8 configs for one that meets ``tolerance`` on ``device`` and is faster; see module doc.
 
     Args:
         candidates: names (from :func:`candidate_configs`) to try, default all of them.
-        min_speedup: INT8 must be at least this much faster than FP32 (median of interleaved
-            per-round p50 ratios) to be written; ``None`` writes the fastest passing config
-            without that gate.
+        eval_samples: evaluation feeds; None: enough for the tolerance's agreement rate
+            (:func:`edgeai.quantization.measure.default_eval_samples`), as many as the data has.
+        min_speedup: INT8 is written only when the lower bound of its speed-up interval over FP32
+            clears this; ``None`` writes the fastest passing config without that gate (its
+            speed-up is still measured and recorded).
         max_excluded_fraction: most of the conv/matmul nodes that may be kept in float.
-        samples: calibration samples; ``bench_iterations``/``bench_rounds``: the latency run.
+        samples: calibration samples. ``bench_iterations``: most runs per model per round;
+            ``bench_rounds``: rounds before deciding; ``max_rounds`` / ``speed_budget_s``: more
+            rounds while the interval straddles ``min_speedup``.
 
     Raises:
-        ToleranceNotMet: no config meets the tolerance, even with sensitive nodes excluded (the
-            message has the best result reached); nothing is written unless ``force``.
+        ToleranceNotMet: no config meets the tolerance, even with blocks or sensitive nodes kept in
+            float (the message has the best result reached); nothing is written unless ``force``.
+        QuantizationError: no config could be quantized and run at all (each one's reason is listed).
     """
     import importlib.util
 
     if unknown:
         raise QuantizationError(f"unknown option(s) for auto: {sorted(unknown)}; auto chooses per_channel, "
                                 "reduce_range and types itself. Its options: candidates, min_speedup, "
-                                "max_excluded_fraction, samples, bench_iterations, bench_rounds")
+                                "max_excluded_fraction, samples, bench_iterations, bench_rounds, speed_budget_s, "
+                                "max_rounds")
     t0 = time.perf_counter()
     engine = parse_device(device).engine
     if engine == "torch":
@@ -141,199 +134,168 @@ def quantize_auto(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
     tol = resolve_tolerance(tolerance, "int8", task)
     configs, why = candidate_configs(cpu, engine, importlib.util.find_spec("nncf") is not None)
     if candidates is not None:
-        unknown = sorted(set(candidates) - {c.name for c in configs})
-        if unknown:
-            raise QuantizationError(f"unknown candidate(s) {unknown} for {device} on this CPU; "
+        unknown_names = sorted(set(candidates) - {c.name for c in configs})
+        if unknown_names:
+            raise QuantizationError(f"unknown candidate(s) {unknown_names} for {device} on this CPU; "
                                     f"choose from {[c.name for c in configs]}")
         configs = [c for c in configs if c.name in candidates]
     notes = [why]
     calib = collect_samples(calibration, specs, samples)
     if calibration is None:
         notes.append("calibrated on random inputs (no --calib given): real data gives better ranges")
-    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)
-    notes += [evals.note] if evals.note else []
+    wanted = eval_samples or default_eval_samples(tol)
+    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)
+    evaluation = describe_evaluation(evals, specs, tol, wanted)
+    notes += [n for n in (evals.note, evaluation.get("warning")) if n]
     reference = load_on(src, "cpu", "FP32")
     work_parent = dst.parent if dst.parent.exists() else None
     with tempfile.TemporaryDirectory(prefix=".edgeai-auto-", dir=work_parent) as work_dir:
         work = Path(work_dir)
         pre, note = preprocess(src, work)
         notes += [note] if note else []
-        preprocessed = "failed" if pre.parent != work.resolve() else ("partial" if note else "done")
-        search = _Search(pre, work, specs, calib, reference, device, evals, tol)
+        search = Search(pre, work, specs, calib, reference, device, evals, tol, scope_model=src)
         with progress("auto: trying INT8 configs", total=len(configs)) as advance:
             for cand in configs:
                 search.run(cand)
                 advance()
-        passing = [c for c in configs if c.parity is not None and c.parity.passed]
-        for c in configs:
-            if c not in passing and c is not max(configs, key=lambda c: c.cosine):
-                c.model = None
+        passing = [c for c in configs if c.passed]
         if not passing:
-            best = max(configs, key=lambda c: c.cosine)
-            if best.parity is None:
+            ran = [c for c in configs if c.parity is not None and c.is_int8]
+            if not ran:
                 raise QuantizationError(f"no INT8 config ran on {device}: "
                                         + "; ".join(f"{c.name}: {c.error}" for c in configs))
-            found = search.exclude_sensitive(best, max_excluded_fraction, sensitivity_samples)
-            configs.append(found)
-            notes.append(f"no config passed; sensitive nodes of {best.name} ranked with onnxruntime qdq_loss_debug, "
-                         f"then kept in float: {'; '.join(search.log) or found.error}")
-            if found.parity is not None and found.parity.passed:
-                passing = [found]
-            elif not force:
-                best = max(configs, key=lambda c: c.cosine)
-                raise ToleranceNotMet(_not_met(best, tol, device, found))
-            else:
-                passing = [max(configs, key=lambda c: c.cosine)]
+            best = max(ran, key=lambda c: c.cosine)
+            found = search.exclude(best, max_excluded_fraction, sensitivity_samples)
+            configs += found
+            notes.append(f"no config passed; on {best.name}, blocks and the sensitive nodes ranked with onnxruntime "
+                         f"qdq_loss_debug were kept in float: {'; '.join(search.log) or found[-1].error}")
+            compute = compute_nodes(pre)
+            passing = sorted((c for c in found if c.passed), key=lambda c: len(compute & set(c.excluded)))[:1]
+            if not passing and not force:
+                raise ToleranceNotMet(_not_met(max(configs, key=lambda c: c.cosine), tol, device, found))
+            if not passing:
+                passing = [max((c for c in configs if c.parity is not None), key=lambda c: c.cosine)]
                 notes.append("forced: writing the best result reached although it fails the tolerance")
+        for c in configs:
+            if c not in passing:
+                c.model = None
+        feed = timing_feed(evals, specs)
         fp32 = load_on(src, device, "FP32")
-        lat = latencies([("fp32", fp32), *[(c.name, c.model) for c in passing]], timing_feed(evals),
-                        iterations=bench_iterations, rounds=bench_rounds)
-        for c in passing:
-            c.p50_ms, c.speedup = lat[c.name]["p50_ms"], lat[c.name]["speedup"]
-        fastest = max(passing, key=lambda c: c.speedup or 0.0)
+        fastest, decision = _fastest(fp32, passing, feed, min_speedup, notes, bench_iterations=bench_iterations,
+                                     bench_rounds=bench_rounds, max_rounds=max_rounds, speed_budget_s=speed_budget_s)
         rows = tuple(c.row() for c in configs)
+        est = decision.estimate
         base = {"cpu": {"model": cpu.model, "features": list(cpu.features), "vnni": cpu.has_vnni},
-                "device": device, "preprocessed": preprocessed, "tolerance": tol.to_dict(), "candidates": list(rows)}
-        latency = {"device": device, "fp32_p50_ms": lat["fp32"]["p50_ms"], "p50_ms": fastest.p50_ms,
-                   "speedup": fastest.speedup, "batch": 1}
-        if min_speedup is not None and (fastest.speedup or 0.0) < min_speedup:
-            reason = (f"INT8 was not measured faster than FP32 on {device}: the fastest passing config, "
-                      f"{fastest.name}, ran at {fastest.speedup}x FP32 (p50 {fastest.p50_ms} ms vs "
-                      f"{lat['fp32']['p50_ms']} ms; needs >= {min_speedup}x), so the FP32 model is kept")
+                "device": device, "preprocessed": preprocess_status(note), "tolerance": tol.to_dict(),
+                "evaluation": evaluation, "candidates": list(rows), "speed": decision.to_dict()}
+        latency = {"device": device, "fp32_p50_ms": _r(est.baseline_ms), "p50_ms": _r(est.candidate_ms),
+                   "speedup": _r(est.speedup), "interval": [_r(est.low), _r(est.high)], "rounds": est.rounds,
+                   "candidate": fastest.name, "shapes": {k: list(v.shape) for k, v in feed.items()}}
+        keep_int8, reason = speed_verdict(decision, min_speedup, fastest.name, device)
+        if not keep_int8:
             notes.append(reason)
-            parity = _write(src, dst, {**base, "chosen": "fp32", "reason": reason, "latency": latency}, None,
-                            reference, device, evals, tol)
-            return QuantizeResult(src, dst, "auto", {"chosen": "fp32", "reason": reason}, model_size(src),
-                                  model_size(dst), parity, device, time.perf_counter() - t0, (), tuple(notes), rows,
-                                  {**latency, "p50_ms": latency["fp32_p50_ms"], "speedup": 1.0})
+            parity = _write(src, dst, {**base, "chosen": "fp32", "reason": reason, "latency": latency,
+                                       "coverage": None}, None, reference, device, evals, tol)
+            return QuantizeResult(src, dst, "auto", {"chosen": "fp32", "reason": reason, "outcome": decision.outcome},
+                                  model_size(src), model_size(dst), parity, device, time.perf_counter() - t0, (),
+                                  tuple(notes), rows, {**latency, "int8_p50_ms": latency["p50_ms"],
+                                                       "int8_speedup": latency["speedup"],
+                                                       "p50_ms": latency["fp32_p50_ms"], "speedup": 1.0},
+                                  coverage=None)
+        notes.append(reason)
         config = {"chosen": fastest.name, "mode": fastest.mode, **fastest.config}
+        coverage = _coverage_dict(fastest.coverage)
         meta = {**base, "chosen": fastest.name, "config": config, "excluded_nodes": list(fastest.excluded),
-                "latency": latency}
+                "block": fastest.block, "latency": latency, "coverage": coverage}
         parity = _write(fastest.path, dst, meta, fastest.parity, reference, device, evals, tol)
     return QuantizeResult(src, dst, "auto", config, model_size(src), model_size(dst), parity, device,
-                          time.perf_counter() - t0, fastest.excluded, tuple(notes), rows, latency)
+                          time.perf_counter() - t0, fastest.excluded, tuple(notes), rows, latency, coverage=coverage)
 
 
-class _Search:
-    """Quantize a candidate, load it on the device, measure parity; and the exclusion search."""
+def speed_verdict(decision: Any, min_speedup: float | None, name: str, device: str) -> tuple[bool, str]:
+    """Whether ``auto`` writes the INT8 candidate ``name`` given its speed decision, and why.
 
-    def __init__(self, pre: Path, work: Path, specs: list[Any], calib: list[dict], reference: Any, device: str,
-                 evals: list[dict], tol: Any) -> None:
-        self.pre, self.work, self.specs, self.calib = pre, work, specs, calib
-        self.reference, self.device, self.evals, self.tol = reference, device, evals, tol
-        self.trials = 0
-        self.log: list[str] = []
+    INT8 is written when the interval's lower bound clears ``min_speedup`` (``faster``), or when
+    there is no gate (``min_speedup=None``); ``not_faster`` and ``undecided`` keep FP32, and the
+    reason carries the interval (``undecided within noise: 1.04x [0.98, 1.11] ...``).
+    """
+    if min_speedup is None:
+        return True, f"{name}: no speed gate (min_speedup=None); measured {decision.estimate.describe()}"
+    if decision.faster:
+        return True, f"{name} is {decision.reason()}"
+    return False, f"INT8 was not measured faster than FP32 on {device}: {name} is {decision.reason()}; the FP32 model is kept"
 
-    def run(self, cand: Candidate, excluded: tuple[str, ...] = ()) -> Candidate:
-        self.trials += 1
-        cand.path = self.work / f"{self.trials:03d}-{cand.name}.onnx"
-        options = dict(cand.options, nodes_to_exclude=list(excluded))
-        if cand.mode in ("static", "openvino-int8"):
-            options["calibration_data"] = self.calib
-        if cand.mode == "static":  # self.pre is pre-processed once for all candidates
-            options["preprocess_model"] = False
+
+def _r(v: float | None, digits: int = 5) -> float | None:
+    return None if v is None or v != v or v in (float("inf"), float("-inf")) else round(v, digits)
+
+
+def _coverage_dict(cov: Any) -> dict[str, Any] | None:
+    """What the metadata and result keep of an Int8Coverage: the shares and the per-op breakdown."""
+    if cov is None:
+        return None
+    d = cov.to_dict()
+    d.pop("path", None)
+    d["summary"] = cov.summary()
+    return d
+
+
+def _fastest(fp32: Any, passing: list[Candidate], feed: dict[str, Any], min_speedup: float | None,
+             notes: list[str], *, bench_iterations: int, bench_rounds: int, max_rounds: int,
+             speed_budget_s: float) -> tuple[Candidate, Any]:
+    """The fastest passing candidate and its speed decision against FP32.
+
+    With several passing, a short interleaved run of all of them picks the fastest by its point
+    estimate; the decision itself then runs on fresh rounds of FP32 vs that one (rounds that chose
+    the winner would flatter it). A candidate that fails while being timed is dropped with its reason.
+    """
+    pool = list(passing)
+    if len(pool) > 1:
         try:
-            with quiet_ort_quantization():
-                cand.config = run_mode(cand.mode, self.pre, cand.path, self.specs, None, options)
-            cand.config.pop("notes", None)
-            cand.excluded = excluded
-            cand.model = load_on(cand.path, self.device, cand.name)
-            cand.parity = parity_on(self.reference, cand.model, self.evals, self.tol, cand.name)
+            lat = latencies([("fp32", fp32), *[(c.name, c.model) for c in pool]], feed,
+                            iterations=max(3, bench_iterations // 2), rounds=max(2, bench_rounds // 2))
+            for c in pool:
+                c.estimate = lat.get(c.name, {}).get("estimate")
+            timed = [c for c in pool if c.estimate is not None]
+            pool = sorted(timed, key=lambda c: -c.estimate.speedup) or pool
         except EdgeAIError as e:
-            cand.error = str(e).splitlines()[0][:300]
-        return cand
-
-    def exclude_sensitive(self, base: Candidate, max_fraction: float, n_samples: int) -> Candidate:
-        """Keep the fewest top-ranked sensitive tensors of ``base`` in float until parity passes."""
-        ranking_model = base.path
-        if base.mode != "static":  # the QDQ debug tooling reads onnxruntime's QDQ naming
-            # A static probe with the base's weight granularity and range, so the weight errors ranked
-            # are the ones the base config makes.
-            keep = ("per_channel", "reduce_range", "exclude_op_types")
-            probe = self.run(Candidate("sensitivity-probe", "static",
-                                       {"per_channel": True, **{k: v for k, v in base.options.items() if k in keep}}))
-            ranking_model = probe.path
-        if ranking_model is None or not ranking_model.exists():
-            return Candidate(f"{base.name}+excluded", base.mode, base.options, error="could not build a QDQ model")
+            notes.append(f"timing all passing configs together failed ({str(e)[:160]}); timing them one by one")
+    last_error: Exception | None = None
+    for cand in pool:
         try:
-            ranking = rank_sensitive_nodes(self.pre, ranking_model, self.evals[:n_samples], self.work)
-        except Exception as e:  # a real graph onnxruntime's debug tooling cannot pair: say so, go on
-            return Candidate(f"{base.name}+excluded", base.mode, base.options,
-                             error=f"sensitivity ranking failed: {type(e).__name__}: {str(e)[:200]}")
-        if base.mode == "dynamic":
-            ranking = restrict_to_ops(ranking, self.pre, DYNAMIC_OPS)
-        compute = compute_nodes(self.pre)
-        limit = int(max_fraction * len(compute))
-        prefixes: list[tuple[str, ...]] = []
-        seen: dict[str, None] = {}
-        for s in ranking:
-            before = len(seen)
-            seen.update(dict.fromkeys(s.nodes))
-            if len(seen) == before:
-                continue
-            if len(compute & set(seen)) > limit:
-                break
-            prefixes.append(tuple(seen))
-        name = f"{base.name}+excluded"
-        if not prefixes:
-            return Candidate(name, base.mode, base.options, error=f"no sensitive nodes to exclude within the limit "
-                             f"of {limit} of {len(compute)} conv/matmul nodes")
-        tried: dict[int, Candidate] = {}
-
-        def passes(k: int) -> bool:
-            cand = tried[k] = self.run(Candidate(name, base.mode, base.options), prefixes[k - 1])
-            ok = cand.parity is not None and cand.parity.passed
-            self.log.append(f"{len(prefixes[k - 1])} in float: " + (f"cosine {cand.cosine:.5f} "
-                            f"{'pass' if ok else 'fail'}" if cand.parity is not None else f"error {cand.error}"))
-            return ok
-
-        # Doubling finds a passing prefix in log2(n) trials; bisecting then finds the shortest one
-        # (the ranking makes "more excluded" close to monotone in accuracy).
-        n, lo, hi, k = len(prefixes), 0, None, 1
-        with progress("auto: excluding sensitive nodes", total=None) as advance:
-            while k <= n:
-                advance()
-                if passes(k):
-                    hi = k
-                    break
-                lo = k
-                k = n + 1 if k == n else min(2 * k, n)
-            while hi is not None and hi - lo > 1:
-                mid = (lo + hi) // 2
-                advance()
-                if passes(mid):
-                    hi = mid
-                else:
-                    lo = mid
-        chosen = tried[hi] if hi is not None else max(tried.values(), key=lambda c: c.cosine)
-        for cand in tried.values():
-            if cand is not chosen:
-                cand.model = None  # release the sessions of the prefixes not chosen
-        return chosen
+            decision = speed_decision(fp32, cand.model, feed, min_speedup, min_rounds=bench_rounds,
+                                      max_rounds=max_rounds, time_budget_s=speed_budget_s,
+                                      max_iterations=bench_iterations)
+        except Exception as e:  # it ran for parity but not in the timing loop: skip it, say why
+            cand.error, last_error = f"timing failed: {type(e).__name__}: {str(e)[:200]}", e
+            continue
+        cand.estimate = decision.estimate
+        return cand, decision
+    raise QuantizationError(f"no passing INT8 config could be timed on this device: {last_error}")
 
 
-def _not_met(best: Candidate, tol: Any, device: str, searched: Candidate) -> str:
-    want = f"cosine >= {tol.min_cosine}" + (f", top-1 >= {tol.min_top1:.0%}" if tol.min_top1 is not None else "")
+def _not_met(best: Candidate, tol: Any, device: str, searched: list[Candidate]) -> str:
+    limits = [f"cosine >= {tol.min_cosine}"] if tol.min_cosine is not None else []
+    limits += [f"top-1 >= {tol.min_top1:.0%}"] if tol.min_top1 is not None else []
+    want = ", ".join(limits) or "each output's task metric"
     reached = best.parity.verdict() if best.parity is not None else best.error
     kept = f" with {len(best.excluded)} node(s) kept in float" if best.excluded else ""
-    search = f"; excluding sensitive nodes: {searched.error}" if searched.error and searched.parity is None else ""
+    errors = [c.error for c in searched if c.error and c.parity is None]
+    search = f"; excluding nodes: {errors[-1]}" if errors else ""
     return (f"no INT8 config meets the tolerance ({want}) on {device}, so nothing was written. Best reached: "
             f"{best.name}{kept}: {reached}{search}. Give real calibration data (--calib), loosen the tolerance "
             "(--min-cosine / --min-top1), or keep the FP32 model")
 
 
 def _write(model_path: Path, dst: Path, meta: dict[str, Any], parity: Any, reference: Any, device: str,
-           evals: list[dict], tol: Any) -> Any:
+           evals: Any, tol: Any) -> Any:
     """Write ``model_path`` to ``dst`` atomically with the search's record in its metadata."""
     import onnx
 
     if parity is None:  # the FP32 graph: its parity on the target device, for the record
         parity = parity_on(reference, load_on(model_path, device, "FP32"), evals, tol, "FP32")
-    worst = parity.worst
     model = onnx.load(str(model_path))
-    write_metadata(model, {"quantization": {"mode": "auto", **meta, "parity": {
-        "passed": parity.passed, "verdict": parity.verdict(), "cosine": round(worst.cosine, 6),
-        "top1": None if worst.top1 is None else round(worst.top1, 4)}}})
+    write_metadata(model, {"quantization": {"mode": "auto", **meta, "parity": parity_record(parity)}})
     with atomic_path(dst) as tmp:
         save_onnx(model, tmp)
     return parity

@@ -38,6 +38,7 @@ from edgeai.progress import progress
 from edgeai.quantization.calibration import collect_samples
 from edgeai.quantization.fusion import fuse_transformer
 from edgeai.quantization.measure import (
+    default_eval_samples,
     load_on,
     parity_on,
     quiet_ort_quantization,
@@ -99,7 +100,7 @@ def machine_cpu(cpu_features: Sequence[str] | None = None) -> CPUInfo:
 
 
 def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, tolerance: Any = None,
-                     eval_inputs: Any = None, eval_samples: int = 16, force: bool = False,
+                     eval_inputs: Any = None, eval_samples: int | None = None, force: bool = False,
                      devices: Sequence[str] | None = None, cpu_features: Sequence[str] | None = None,
                      candidates: Sequence[str] | None = None, samples: int = 64, fuse: bool = True,
                      mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
@@ -147,7 +148,8 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     trials = [Trial(p, "unsupported", p.unsupported) if p.unsupported else Trial(p) for p in plans]
     notes = [f"searched {', '.join(devs)} on {cpu.model} ({', '.join(cpu.features) or 'no listed features'})",
              f"transformer: {transformer} ({why_transformer})"]
-    evals = evaluation_feeds(eval_inputs, calibration, specs, eval_samples)
+    wanted = eval_samples or default_eval_samples(resolve_tolerance(tolerance, "int8", meta.get("task")))
+    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)
     notes += [evals.note] if evals.note else []
     reference = load_on(src, "cpu", "FP32")
     work_parent = dst.parent if dst.parent.exists() else None
@@ -163,7 +165,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                              max_excluded_fraction, sensitivity_samples, mixed_memory_gb)
         t_checked = time.perf_counter()
         passing = [t for t in trials if t.status == "passed"]
-        feed = timing_feed(list(evals))
+        feed = timing_feed(list(evals), specs)
         entries = [Entry(t.plan.name, (lambda m=t.model: m.run(feed)), t.plan.simplicity) for t in passing]
         result = race(entries, baseline=baseline, min_rounds=min_rounds, max_rounds=max_rounds,
                       time_budget_s=time_budget_s)

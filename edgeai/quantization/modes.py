@@ -38,12 +38,14 @@ class QuantizeResult:
     notes: tuple[str, ...] = ()
     candidates: tuple[dict[str, Any], ...] = ()  # what `auto` tried
     latency: dict[str, Any] = field(default_factory=dict)  # p50 ms before/after where measured
+    coverage: dict[str, Any] | None = None  # INT8 coverage of the written file (coverage.Int8Coverage.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {"src": str(self.src), "dst": str(self.dst), "mode": self.mode, "config": self.config,
                 "size_before": self.size_before, "size_after": self.size_after, "device": self.device,
                 "time_s": round(self.time_s, 3), "excluded_nodes": list(self.excluded_nodes),
                 "notes": list(self.notes), "candidates": list(self.candidates), "latency": self.latency,
+                "coverage": self.coverage,
                 "parity": self.parity.to_dict() if self.parity is not None else None}
 
 

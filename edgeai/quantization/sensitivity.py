@@ -15,6 +15,7 @@ excluding those nodes keeps the tensor in float. Weights are scored the same way
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,3 +194,103 @@ def compute_nodes(model_path: Path) -> set[str]:
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     return {n.name for n in graph.node if n.op_type in COMPUTE_OPS and n.name}
+
+
+# --- whole blocks to keep in float -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Block:
+    """A group of compute nodes kept in float together: ``first``, ``last``, ``attention-output``, ..."""
+
+    name: str
+    nodes: tuple[str, ...]
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "nodes": len(self.nodes), "why": self.why}
+
+
+# Module paths (from the exporter's name scopes, node names or weight names) of the layers that
+# quantization hurts most in transformers: the attention output projection (its input is the
+# attention's softmax-weighted mix, with outliers) and the FFN down-projection (its input is the
+# wide GELU/ReLU activation, with the "massive activations" of LLM.int8()).
+ATTENTION_OUTPUT = re.compile(r"(?:^|[./_])(?:o_proj|out_proj|attn[./_]c_proj|attention[./_]output[./_]dense"
+                              r"|attn_out|self_attn[./_]o|wo)(?:$|[./_])", re.IGNORECASE)
+FFN_DOWN = re.compile(r"(?:^|[./_])(?:fc2|down_proj|mlp[./_]c_proj|ffn[./_](?:w2|lin2|layer_2|down)|w2"
+                      r"|(?<!attention[./_])output[./_]dense|dense_4h_to_h)(?:$|[./_])", re.IGNORECASE)
+
+
+def _scopes(model_path: Path | None) -> dict[str, str]:
+    """Node name -> its module path, from the dynamo exporter's ``pkg.torch.onnx.name_scopes``."""
+    import ast
+
+    import onnx
+
+    if model_path is None:
+        return {}
+    out = {}
+    for n in onnx.load(str(model_path), load_external_data=False).graph.node:
+        for p in n.metadata_props:
+            if p.key == "pkg.torch.onnx.name_scopes":
+                try:
+                    out[n.name] = ".".join(s for s in ast.literal_eval(p.value) if s)
+                except (ValueError, SyntaxError):
+                    out[n.name] = p.value
+    return out
+
+
+def weighted_compute_nodes(model_path: Path) -> list[tuple[Any, str]]:
+    """The conv / matmul nodes with a constant weight, in graph (topological) order, each with the
+    name of its weight (through Transpose/Reshape), which names its layer where node names do not."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    consts = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def weight(name: str) -> str | None:
+        for _ in range(4):
+            if name in consts:
+                return name
+            node = producer.get(name)
+            if node is None or node.op_type not in ("Transpose", "Reshape", "Identity", "Cast") or not node.input:
+                return None
+            name = node.input[0]
+        return None
+
+    out = []
+    for n in graph.node:
+        if n.op_type in COMPUTE_OPS and n.name:
+            w = next((w for w in (weight(x) for x in n.input[:3] if x) if w), None)
+            if w is not None:
+                out.append((n, w))
+    return out
+
+
+def candidate_blocks(float_model: Path, scope_model: Path | None = None) -> list[Block]:
+    """Blocks worth keeping in float, fewest nodes first: the first and the last compute layer (the
+    input stem and the output head see the widest ranges), both, every attention output projection,
+    every FFN down-projection, and both of those. Layers are found by their module path (the
+    exporter's name scopes in ``scope_model``, matched by node name), node name or weight name."""
+    nodes = weighted_compute_nodes(float_model)
+    if not nodes:
+        return []
+    scopes = _scopes(scope_model)
+    paths = {n.name: " ".join((scopes.get(n.name, ""), n.name, w)) for n, w in nodes}
+    attention = tuple(n.name for n, _ in nodes if ATTENTION_OUTPUT.search(paths[n.name]))
+    ffn = tuple(n.name for n, _ in nodes if FFN_DOWN.search(paths[n.name]) and n.name not in attention)
+    first, last = nodes[0][0].name, nodes[-1][0].name
+    blocks = [Block("first", (first,), "the first compute layer (the input stem)"),
+              Block("last", (last,), "the last compute layer (the output head)")]
+    if first != last:
+        blocks.append(Block("first+last", (first, last), "the first and the last compute layers"))
+    if attention:
+        blocks.append(Block("attention-output", attention, f"{len(attention)} attention output projection(s)"))
+    if ffn:
+        blocks.append(Block("ffn-down", ffn, f"{len(ffn)} FFN down-projection(s)"))
+    if attention and ffn:
+        blocks.append(Block("attention-output+ffn-down", attention + ffn, "attention output and FFN down-projections"))
+    unique: dict[tuple[str, ...], Block] = {}
+    for b in blocks:
+        unique.setdefault(tuple(sorted(b.nodes)), b)
+    return sorted(unique.values(), key=lambda b: len(b.nodes))

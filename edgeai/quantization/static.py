@@ -9,6 +9,7 @@ from typing import Any
 from edgeai.cpu import cpu_info
 from edgeai.errors import EdgeAIError, QuantizationError
 from edgeai.quantization.calibration import collect_samples
+from edgeai.quantization.folding import fold_recurrent_weights
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -73,16 +74,27 @@ def preprocess(src: Path, work: Path) -> tuple[Path, str | None]:
     src, work = Path(src).resolve(), Path(work).resolve()
     if not src.is_file():
         raise QuantizationError(f"model to pre-process not found: {src}")
+    # Recurrent weights computed in the graph (dynamo's LSTM export) first become constants:
+    # quant_pre_process's optimizer does not fold them, and unfolded they are never quantized.
+    model_in, fold_note = fold_recurrent_weights(src, work / "folded.onnx")
     out = work / "preprocessed.onnx"
-    first = _pre_process(src, out, work, skip_symbolic=False)
+    first = _pre_process(model_in, out, work, skip_symbolic=False)
     if first is None:
-        return out, None
-    second = _pre_process(src, out, work, skip_symbolic=True)
+        return out, fold_note
+    second = _pre_process(model_in, out, work, skip_symbolic=True)
     if second is None:
-        return out, f"quant_pre_process: symbolic shape inference failed ({first.split(':')[0]}); ran without it"
+        note = f"quant_pre_process: symbolic shape inference failed ({first.split(':')[0]}); ran without it"
+        return out, "; ".join(n for n in (fold_note, note) if n)
     note = f"quant_pre_process failed ({second[:160]}); quantized the export as is"
     warnings.warn(f"edgeai: {note}", stacklevel=2)
-    return src, note
+    return model_in, "; ".join(n for n in (fold_note, note) if n)
+
+
+def preprocess_status(note: str | None) -> str:
+    """``done``, ``partial`` (ran without symbolic shape inference) or ``failed``, from :func:`preprocess`'s note."""
+    if note and "quant_pre_process failed" in note:
+        return "failed"
+    return "partial" if note and "symbolic shape inference failed" in note else "done"
 
 
 def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
@@ -113,7 +125,7 @@ def quantize_static(src: Path, dst: Path, specs: list[Any], calibration: Any = N
         if preprocess_model:
             model_in, note = preprocess(src, Path(work))
             # Said in the result itself, not only in a note: a skipped pre-processing changes what ran.
-            preprocessed = "failed" if model_in.parent != Path(work).resolve() else ("partial" if note else "done")
+            preprocessed = preprocess_status(note)
             notes += [note] if note else []
         if exclude_op_types:
             import onnx

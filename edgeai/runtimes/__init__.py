@@ -63,6 +63,12 @@ def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fall
         return model
     req = parse_device(device)
     prec = parse_precision(precision)
+    if req.engine == "torch" and isinstance(path, (str, os.PathLike)) and (
+            str(path).endswith(".onnx") or is_bundle(path)):
+        raise EdgeAIError(f"device 'torch' runs a model's PyTorch original (zoo:NAME, pkg.mod:factory, a "
+                          f"transformers folder), not an exported file like {os.fspath(path)!r}. Run the file on "
+                          f"{' or '.join(devices()) or 'cpu'}; to compare it with its PyTorch original use "
+                          f"`edgeai check {os.fspath(path)} --reference zoo:NAME` (or edgeai.compare)")
     if req.engine != "torch" and is_bundle(path):
         return load_bundle(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
     if req.engine != "torch" and not isinstance(path, (str, os.PathLike)):
@@ -70,7 +76,7 @@ def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fall
                           "(edgeai.export) or use device='torch' for the PyTorch reference")
     if req.engine == "openvino" and req.target.split(".")[0] not in ("AUTO", "MULTI", "HETERO") \
             and req.device not in devices() and fallback:
-        cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir")}
+        cpu_options = {k: v for k, v in options.items() if k in ("threads", "cache_dir", "model_bytes")}
         dropped = sorted(k for k in options if k not in cpu_options) + (["precision"] if precision else [])
         why = (f"asked for {req.device}, which is not available here (devices: {devices()}); ran on cpu"
                + (f" without the OpenVINO-only option(s) {dropped}" if dropped else ""))
@@ -145,7 +151,10 @@ def load_bundle(path: str | os.PathLike | Bundle, device: str | DeviceRequest = 
     for note in bundle.notes:
         warnings.warn(f"edgeai: {bundle.path}: {note}", stacklevel=3)
     chosen = bundle.variant(variant) if variant else bundle.select(device)
-    model = load(bundle.verify(chosen), device, **options)
+    # The engine gets the very bytes that were hashed: no window between the check and its read.
+    file, blob, data_identity = bundle.read_verified(chosen)
+    model = load(file, device, model_bytes=blob, **options)
+    bundle.data_unchanged(data_identity)
     model.source = f"{bundle.path} [variant {chosen.name}: {chosen.file}]"
     requested = model.describe().device
     if requested not in chosen.devices and requested not in bundle.defaults:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeai.errors import InputMismatchError, NonFiniteOutputError
+from edgeai.errors import InputMismatchError, InputTypeError, NonFiniteOutputError
 from edgeai.specs import TensorSpec
 
 # Casts that never lose information a model could care about; anything else needs allow_cast.
@@ -66,13 +66,25 @@ class Runtime(Protocol):
     def info(self) -> RuntimeInfo: ...
 
 
-def _as_array(value: Any) -> Any:
+def _as_array(value: Any, name: str = "?") -> Any:
+    """A feed as a numpy array; values numpy cannot hold are an InputMismatchError, not a crash."""
     if isinstance(value, np.ndarray):
-        return value
-    # torch tensors (CPU or CUDA) convert without importing torch here.
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
+        arr = value
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensors, without importing torch here
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            raise InputMismatchError(f"input {name!r} is a torch.bfloat16 tensor, which numpy cannot hold; cast it "
+                                     "with .float() (OpenVINO runs bf16 itself with precision='bf16')")
+        try:
+            arr = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as e:
+            raise InputMismatchError(f"input {name!r}: cannot convert a {value.dtype} tensor to numpy ({e})") from e
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError, OverflowError) as e:  # ragged lists, objects numpy cannot shape
+            raise InputMismatchError(f"input {name!r} is not a rectangular array of numbers ({str(e)[:200]}); "
+                                     "give a numpy array") from e
+    return arr
 
 
 def _is_cuda_tensor(value: Any) -> bool:
@@ -189,7 +201,13 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.source or '?'}, {self._info.summary()})"
 
-    def __call__(self, **feeds: Any) -> dict[str, np.ndarray]:
+    def __call__(self, *args: Any, **feeds: Any) -> dict[str, np.ndarray]:
+        """``model(pixel_values=x)``: feeds as keyword arguments (a dict goes to :meth:`run`)."""
+        if args:
+            given = type(args[0]).__name__
+            raise InputTypeError(f"Model(...) takes feeds as keyword arguments, e.g. model({self.inputs[0].name}=x); "
+                                 f"got {len(args)} positional argument(s) ({given}). For a dict of feeds use "
+                                 "model.run(feeds) or model(**feeds)")
         return self.run(feeds)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -228,7 +246,7 @@ class Model:
         for name, dtype, rank, fixed, spec, shared in self._checks:
             arr = feeds[name]
             if type(arr) is not np.ndarray:
-                arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr)
+                arr = _TensorView(arr, spec) if self._device_tensors and _is_cuda_tensor(arr) else _as_array(arr, name)
             if dtype is not None and arr.dtype != dtype:
                 arr = self._cast(spec, arr)
             if arr.ndim != rank:
@@ -272,7 +290,7 @@ class Model:
             return arr.astype(arr.dtype.newbyteorder("="))
         if self.allow_cast and (arr.dtype.name, spec.dtype) in _SAFE_CASTS:
             return arr.astype(spec.dtype)
-        hint = (f"load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
+        hint = (f"or, in Python, load with allow_cast=True to cast {arr.dtype} -> {spec.dtype} automatically"
                 if (arr.dtype.name, spec.dtype) in _SAFE_CASTS else "this cast can lose information")
         raise InputMismatchError(
             f"input {spec.name!r} expects {spec.dtype} {spec.shape_str()}; got {arr.dtype} {list(arr.shape)} — "

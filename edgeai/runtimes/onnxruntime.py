@@ -40,7 +40,7 @@ def available_targets() -> list[str]:
 
 
 def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLike, target: str,
-                 optimization: str) -> tuple[Path | None, str]:
+                 optimization: str, model_bytes: bytes | None = None) -> tuple[Path | None, str]:
     """The cache file for this model and its state: ``hit``, ``miss``, or off (external data).
 
     The key is a hash of the file's bytes, the onnxruntime version, the target, the optimization
@@ -53,15 +53,38 @@ def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLi
     if any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer):
         return None, "off: the model keeps its weights in external data"
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    if model_bytes is not None:
+        digest.update(model_bytes)
+    else:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     cpu = cpu_info()
     digest.update(f"|{ort.__version__}|{target}|{optimization}|{cpu.model}|{','.join(cpu.features)}".encode())
     folder = Path(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EdgeAIError(f"cache_dir {cache_dir} is a file (or lies under one); give a folder") from None
+    except OSError as e:
+        raise EdgeAIError(f"cannot use cache_dir {cache_dir}: {e.strerror or e}") from None
     entry = folder / f"{Path(path).stem}-{digest.hexdigest()[:20]}.{target.lower()}.{optimization}.ort.onnx"
     return entry, "hit" if entry.exists() else "miss"
+
+
+# Options of other engines, as the CLI spells them: a user who gave one should hear which engine takes it.
+_OPENVINO_ONLY = {"static_shapes": "--shape", "streams": "--streams", "hint": "hint"}
+
+
+def _unknown_options(device: str, unknown: dict[str, Any]) -> str:
+    foreign = [k for k in sorted(unknown) if k in _OPENVINO_ONLY]
+    if foreign:
+        said = ", ".join(f"{_OPENVINO_ONLY[k]} ({k}=)" if _OPENVINO_ONLY[k] != k else f"{k}=" for k in foreign)
+        return (f"{said} is an OpenVINO-only option: it does not apply to device {device!r} (onnxruntime), which "
+                "runs any shape the model's dynamic axes allow. Drop it for this device, or use an openvino "
+                "device (e.g. --device openvino:CPU)")
+    return (f"unknown option(s) for onnxruntime: {sorted(unknown)}; known: threads, optimization, cache_dir, "
+            "precision, fallback")
 
 
 class OnnxRuntimeRuntime:
@@ -73,13 +96,13 @@ class OnnxRuntimeRuntime:
 
     def __init__(self, path: str | os.PathLike, device: str, target: str, index: int = 0, *,
                  threads: int | None = None, optimization: str = "all", cache_dir: str | None = None,
-                 precision: str = "f32", fallback: bool = False, **unknown: Any):
+                 precision: str = "f32", fallback: bool = False, model_bytes: bytes | None = None, **unknown: Any):
         if unknown:
-            raise EdgeAIError(f"unknown option(s) for onnxruntime: {sorted(unknown)}; "
-                              "known: threads, optimization, cache_dir, precision, fallback")
+            raise EdgeAIError(_unknown_options(device, unknown))
         if optimization not in _OPT_LEVELS:
             raise EdgeAIError(f"unknown optimization level {optimization!r}; use one of {list(_OPT_LEVELS)}")
-        proto = load_proto(path)
+        # model_bytes: the file's bytes as hashed by a bundle check; the session is built from them.
+        proto = load_proto(path, data=model_bytes)
         self.inputs, self.outputs = io_specs(proto)
         self._graph_precision = graph_precision(proto)
         if precision not in ("f32", "auto") and precision != self._graph_precision:
@@ -94,7 +117,7 @@ class OnnxRuntimeRuntime:
                 raise DeviceUnavailableError(
                     f"device {device!r} needs {wanted}, which this onnxruntime build does not have "
                     f"(onnxruntime {ort.__version__}, providers {ort.get_available_providers()}). Devices here: "
-                    f"{devices()}. Install edgeai[gpu] for CUDA, or pass fallback=True to run on cpu.")
+                    f"{devices()}. Install edgeai[gpu] for CUDA, or pass --fallback (fallback=True in Python) to run on cpu.")
         providers: list[Any] = []
         if wanted not in ort.get_available_providers():
             pass  # fallback=True: CPU only; the mismatch below records it
@@ -113,10 +136,11 @@ class OnnxRuntimeRuntime:
             so.inter_op_num_threads = 1
         cache_file, cache_tmp, self._cache = None, None, None
         if cache_dir:
-            cache_file, self._cache = _cache_entry(path, proto, cache_dir, target, optimization)
+            cache_file, self._cache = _cache_entry(path, proto, cache_dir, target, optimization, model_bytes)
             if self._cache == "hit":
                 # Already optimized for this exact file, engine version, target and CPU: skip the passes.
                 path, so.graph_optimization_level = cache_file, _OPT_LEVELS["disable"]
+                model_bytes = None
             elif cache_file is not None:
                 # Written beside its final name and renamed once the session exists: a reader never
                 # sees half a file, and a failed or fallen-back load leaves nothing behind.
@@ -124,7 +148,12 @@ class OnnxRuntimeRuntime:
                 so.optimized_model_filepath = str(cache_tmp)
         t0 = time.perf_counter()
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers)
+            if model_bytes is not None:
+                # External data (if any) is found beside the model file, as when loading by path.
+                so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                            str(Path(path).resolve().parent))
+            self.session = ort.InferenceSession(model_bytes if model_bytes is not None else str(path), so,
+                                                providers=providers)
         except Exception as e:
             if cache_tmp is not None:
                 cache_tmp.unlink(missing_ok=True)
@@ -143,7 +172,7 @@ class OnnxRuntimeRuntime:
             msg = (f"asked for {device!r} ({wanted}) but onnxruntime would run on {active[0]}; likely cause: "
                    f"{_LIKELY_CAUSE.get(wanted, 'provider failed to initialize')}")
             if not fallback:
-                raise DeviceUnavailableError(msg + ". Pass fallback=True to accept cpu.")
+                raise DeviceUnavailableError(msg + ". Pass --fallback (fallback=True in Python) to accept cpu.")
             self._fallback = msg
         self._active = tuple(active)
         self._threads = threads or so.intra_op_num_threads or os.cpu_count()

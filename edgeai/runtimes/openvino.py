@@ -95,7 +95,8 @@ class OpenVINORuntime:
     def __init__(self, path: str | os.PathLike, device: str, target: str, index: int = 0, *,
                  precision: str = "f32", hint: str = "latency", threads: int | None = None,
                  streams: int | None = None, cache_dir: str | None = None,
-                 static_shapes: Mapping[str, Any] | None = None, fallback: bool = False, **unknown: Any):
+                 static_shapes: Mapping[str, Any] | None = None, fallback: bool = False,
+                 model_bytes: bytes | None = None, **unknown: Any):
         if unknown:
             raise EdgeAIError(f"unknown option(s) for openvino: {sorted(unknown)}; known: precision, hint, "
                               "threads, streams, cache_dir, static_shapes, fallback")
@@ -107,12 +108,16 @@ class OpenVINORuntime:
         if base not in ("AUTO", "MULTI", "HETERO") and not any(d.split(".")[0] == base for d in available):
             raise DeviceUnavailableError(f"OpenVINO has no {base} device on this machine (OpenVINO {ov.__version__} "
                                          f"sees {available}). Devices here: {devices()}.")
-        proto = load_proto(path)
+        proto = load_proto(path, data=model_bytes)
         self.inputs, self.outputs = io_specs(proto)
         self._graph_precision = graph_precision(proto)
+        # model_bytes: the bytes a bundle check hashed. OpenVINO reads ONNX from memory, but not its
+        # external data (2026.4), so a model with a data file is read by path (the bundle re-checks it).
+        external = any(t.data_location == 1 for t in proto.graph.initializer)
+        self._source: Any = model_bytes if model_bytes is not None and not external else str(path)
         del proto
         try:
-            model = core().read_model(str(path))
+            model = core().read_model(self._source)
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
@@ -135,6 +140,8 @@ class OpenVINORuntime:
         if streams:
             config["NUM_STREAMS"] = int(streams)
         if cache_dir:
+            if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+                raise EdgeAIError(f"cache_dir {cache_dir} is a file; give a folder")
             config["CACHE_DIR"] = str(cache_dir)
         if base in ("AUTO", "MULTI", "HETERO"):
             config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
@@ -207,7 +214,7 @@ class OpenVINORuntime:
             if self.compiled is not failed_on:
                 return  # another thread has already replaced it
             try:
-                model = core().read_model(self._path)
+                model = core().read_model(self._source)
                 if self._static:
                     model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
                 self.compiled = core().compile_model(model, self._target, self._config)
