@@ -183,7 +183,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     config = {"chosen": winner.plan.name, **winner.plan.run_with(), "why": winner.reason,
               **({"fusions": winner.fusions} if winner.fusions else {})}
     return QuantizeResult(src, dst, "auto", config, model_size(src), model_size(dst), winner.parity,
-                          winner.plan.device, time.perf_counter() - t0, winner.plan.excluded, tuple(notes), rows,
+                          winner.plan.device, time.perf_counter() - t0, winner.plan.excluded, tuple(dict.fromkeys(notes)), rows,
                           latency)
 
 
