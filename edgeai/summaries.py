@@ -63,7 +63,8 @@ def print_quantize(result: Any, device: str) -> None:
     shapes = lat.get("shapes")
     at = ", ".join(f"{k} {v}" for k, v in shapes.items()) if shapes else "batch 1"
     rows = [("size KB", result.size_before / 1024, result.size_after / 1024),
-            (f"p50 ms on {device} ({at})", lat.get("fp32_p50_ms"), lat.get("p50_ms")),
+            (f"p50 ms on {result.device if device == 'auto' else device} ({at})", lat.get("fp32_p50_ms"),
+             lat.get("p50_ms")),
             ("output cosine (worst)", 1.0, worst.cosine)]
     if worst.top1 is not None:
         rows.append(("top-1 agreement", 1.0, worst.top1))
@@ -71,7 +72,12 @@ def print_quantize(result: Any, device: str) -> None:
         rows.append(("INT8 share of MACs / weights", "0% / 0%",
                      f"{_pct(result.coverage.get('mac_share'))} / {_pct(result.coverage.get('weight_share'))}"))
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
-    if result.candidates:
+    if result.candidates and "status" in result.candidates[0]:  # auto --device auto: devices x precisions
+        c.print(table("auto --device auto: every candidate on this machine", ["candidate", "status", "cosine",
+                                                                              "speed-up vs cpu f32 [95%]", "why"],
+                      [(r["name"], r["status"], r["cosine"], _speed_text(r["speedup"], r.get("speedup_interval")),
+                        (r["why"] or "")[:90]) for r in result.candidates]))
+    elif result.candidates:
         c.print(table("auto: configs tried", ["config", "kept in float", "passed", "cosine", "top-1", "INT8 MACs",
                                               "p50 ms", "speed-up [95%]", "error"],
                       [(r["name"], r["excluded_nodes"], r["passed"], r["cosine"], r["top1"], _pct(r.get("int8_macs")),

@@ -41,6 +41,7 @@ from typing import Any
 from edgeai.errors import QuantizationError, ToleranceNotMet
 from edgeai.feeds import evaluation_feeds
 from edgeai.quantization.auto import quantize_auto
+from edgeai.quantization.fastest import quantize_fastest
 from edgeai.quantization.modes import MODES, QuantizeResult, model_size, run_mode
 from edgeai.quantization.search import MIN_INT8_MAC_SHARE
 from edgeai.readset import check_output, in_scope
@@ -60,6 +61,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
             folder of ``.npy``/``.npz``, a ``.npz`` with a leading sample axis, ``"pkg.mod:callable"``,
             ``"random:N"``, or a list of feed dicts; ``None`` means random samples, with a warning.
         device: where parity (and latency) is measured; the FP32 reference runs on onnxruntime CPU.
+            With ``mode="auto"``, ``device="auto"`` searches every device here x its precisions and
+            writes the fastest that matches, with its device and precision in the file's metadata
+            (see :mod:`edgeai.quantization.fastest`; ``edgeai.load(dst)`` then runs it that way).
         tolerance: a :class:`~edgeai.parity.Tolerance`; default by precision and task (INT8: cosine
             >= 0.995, plus top-1 >= 99% for classifiers; FP16: cosine >= 0.999).
         eval_inputs: parity inputs (same forms as calibration); default: calibration samples.
@@ -97,6 +101,10 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     specs, _ = io_specs(proto)
     task = read_metadata(proto).get("task")
     del proto
+    if mode == "auto" and str(device).strip().lower() == "auto":
+        # Every device here x its precisions, timed against each other: edgeai.quantization.fastest.
+        return _named(quantize_fastest(src, dst, specs, calibration, tolerance=tolerance, eval_inputs=eval_inputs,
+                                       eval_samples=eval_samples, force=force, **options), dst)
     if mode == "auto":
         result = quantize_auto(src, dst, specs, calibration, device=device, tolerance=tolerance,
                                eval_inputs=eval_inputs, eval_samples=eval_samples, force=force, **options)

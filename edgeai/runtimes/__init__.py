@@ -19,20 +19,25 @@ from edgeai.device_strings import (
     parse_precision,
 )
 from edgeai.errors import EdgeAIError
+from edgeai.onnxfile import load_proto, read_metadata
 from edgeai.runtimes.base import Model, Runtime, RuntimeInfo
 
 __all__ = ["Model", "Runtime", "RuntimeInfo", "DeviceRequest", "parse_device", "parse_precision", "devices",
-           "best_device", "load", "load_bundle", "ENGINES"]
+           "best_device", "load", "load_bundle", "recorded_run", "ENGINES"]
 
 
-def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: bool = False,
+def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fallback: bool = False,
          precision: str | None = None, check_values: bool = False, **options: Any) -> Model:
     """Load a model on a device and return the :class:`Model` every engine shares.
 
     Args:
         path: an ``.onnx`` file, a bundle folder (``edgeai deploy``), or, with ``device="torch"``,
             any model source (``zoo:NAME``, ``pkg.mod:factory``, an ``nn.Module``).
-        device: a device string (see module docstring); ``auto`` picks the best one here.
+        device: a device string (see module docstring); ``auto`` picks the best one here. None (the
+            default): the way the file's metadata records (``run_with``, written by
+            ``edgeai quantize --mode auto --device auto``: device, precision, engine options), said
+            in ``describe().recorded``; a file without that record runs on ``cpu``. An explicit
+            device always wins over the record.
         allow_cast: cast feeds of a compatible dtype (float64 -> float32, ...) instead of refusing.
         fallback: when the device (or precision) cannot be had, run on ``cpu`` with a warning and
             record the fallback in ``Model.describe()``, instead of raising.
@@ -49,6 +54,9 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     threads = options.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
         raise EdgeAIError(f"threads must be a positive integer (0: the engine's default); got {threads!r}")
+    if device is None:
+        return _load_recorded(path, allow_cast=allow_cast, fallback=fallback, precision=precision,
+                              check_values=check_values, **options)
     if check_values:
         model = load(path, device, allow_cast=allow_cast, fallback=fallback, precision=precision, **options)
         model.check_values = True
@@ -84,6 +92,46 @@ def load(path: Any, device: str = "cpu", *, allow_cast: bool = False, fallback: 
     if info.fallback:
         warnings.warn(f"edgeai: {info.fallback}", stacklevel=2)
     return Model(runtime, allow_cast=allow_cast, source=str(path) if isinstance(path, (str, os.PathLike)) else None)
+
+
+def recorded_run(path: Any) -> dict[str, Any] | None:
+    """The ``run_with`` record in an ``.onnx`` file's edgeai metadata, or None (no file, no record)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".onnx") or not os.path.isfile(path):
+        return None
+    try:
+        record = read_metadata(load_proto(path)).get("run_with")
+    except EdgeAIError:
+        return None  # the load itself reports a bad file, with its own message
+    return record if isinstance(record, dict) and record.get("device") else None
+
+
+def _load_recorded(path: Any, *, precision: str | None, **options: Any) -> Model:
+    """``load(path)`` without a device: the recorded device, precision and engine options, or cpu.
+
+    Options given to ``load`` win over recorded ones. A recorded device or precision this machine
+    lacks (the file moved to another box) runs on cpu at FP32 with a warning, and ``describe()``
+    says so in ``fallback``.
+    """
+    record = recorded_run(path)
+    if record is None:
+        return load(path, "cpu", precision=precision, **options)
+    device, recorded = str(record["device"]), dict(record.get("load") or {})
+    engine_options = {k: v for k, v in recorded.items() if k != "precision"}
+    prec = precision if precision is not None else recorded.get("precision")
+    settings = ", ".join(f"{k}={v}" for k, v in (record.get("engine_config") or {}).items())
+    what = (f"{device} at {record.get('precision', prec or 'f32')}" + (f" ({settings})" if settings else "")
+            + f", as recorded in the file's metadata by {record.get('chosen_by', 'edgeai')}"
+            + (f" on {record['cpu']}" if record.get("cpu") else ""))
+    try:
+        model = load(path, device, precision=prec, **{**engine_options, **options})
+    except EdgeAIError as e:
+        why = f"the file records {what}, which failed here ({str(e).splitlines()[0][:200]}); ran on cpu at f32"
+        warnings.warn(f"edgeai: {why}", stacklevel=3)
+        model = load(path, "cpu", **{k: v for k, v in options.items() if k in ("threads", "cache_dir", "allow_cast", "check_values")})
+        model.record_fallback(why)
+        return model
+    model.record_recorded(what)
+    return model
 
 
 def load_bundle(path: str | os.PathLike | Bundle, device: str | DeviceRequest = "cpu", *,

@@ -36,6 +36,7 @@ class RuntimeInfo:
     load_time_s: float | None = None
     fallback: str | None = None  # set when fallback=True and something other than asked ran
     options: dict[str, Any] = field(default_factory=dict)
+    recorded: str | None = None  # set when load() without a device followed the file's run_with record
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -46,6 +47,8 @@ class RuntimeInfo:
         s = f"{self.engine} {self.engine_version} on {','.join(self.devices_in_effect)} @ {self.precision}"
         if self.fallback:
             s += f" (fallback: {self.fallback})"
+        if self.recorded:
+            s += " (as recorded in the file)"
         return s
 
 
@@ -182,6 +185,10 @@ class Model:
     def record_fallback(self, why: str) -> None:
         """Note in ``describe().fallback`` that this model is not exactly what was asked for."""
         self._info = replace(self._info, fallback=why if not self._info.fallback else f"{self._info.fallback}; {why}")
+
+    def record_recorded(self, what: str) -> None:
+        """Note in ``describe().recorded`` that this model was loaded the way its file records."""
+        self._info = replace(self._info, recorded=what)
 
     @property
     def runtime(self) -> Runtime:
