@@ -17,7 +17,7 @@ from edgeai.specs import make_inputs
 
 
 @in_scope
-def run_once(model: str, device: str = "cpu", inputs: list[str] | dict[str, Any] | None = None, *,
+def run_once(model: str, device: str | None = None, inputs: list[str] | dict[str, Any] | None = None, *,
              output: str | Path | None = None, **load_options: Any) -> dict[str, Any]:
     """Run ``model`` once on ``device`` and summarize each output (shape, dtype, checksum, NaN/Inf).
 

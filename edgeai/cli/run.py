@@ -15,7 +15,7 @@ from edgeai.cli.options import JsonOpt, ShapeOpt, parse_shapes, refuse_overwriti
 @command
 def run(
     model: Annotated[str, typer.Argument(help=".onnx file or bundle folder")],
-    device: Annotated[str, typer.Option(help="Device string")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="Device string (default: the device the file was quantized for, else cpu)")] = None,
     input: Annotated[list[str] | None, typer.Option("--input", help="NAME=file.npy (random when omitted)")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write outputs to this .npz")] = None,
     precision: Annotated[str | None, typer.Option(help="f32 | f16 | bf16 | auto")] = None,
