@@ -50,6 +50,7 @@ from edgeai.quantization.openvino import is_transformer
 from edgeai.quantization.race import Entry, race
 from edgeai.quantization.sensitivity import (
     DYNAMIC_OPS,
+    activation_bytes,
     compute_nodes,
     rank_sensitive_nodes,
     restrict_to_ops,
@@ -332,27 +333,6 @@ def _mixed(trials: list[Trial], graphs: _Graphs, reference: Any, feeds: Sequence
             added.append(last)
             base.reason += f"; with {len(last.plan.excluded)} sensitive nodes in float: {last.status}"
     return added
-
-
-def activation_bytes(path: Path) -> int:
-    """Bytes of all intermediate float tensors of one batch-1 sample, from ONNX shape inference
-    (unknown dims count as 1: a lower bound, good enough to refuse what cannot fit)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shapes stay as the graph has them
-        pass
-    total = 0
-    for vi in model.graph.value_info:
-        t = vi.type.tensor_type
-        if t.elem_type in (1, 10, 16):  # float, float16, bfloat16
-            n = 1
-            for d in t.shape.dim:
-                n *= d.dim_value if d.dim_value > 0 else 1
-            total += 4 * n
-    return total
 
 
 def _settle(trials: list[Trial], result: Any) -> Trial:

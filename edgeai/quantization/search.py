@@ -23,10 +23,12 @@ from edgeai.quantization.measure import load_on, parity_on, quiet_ort_quantizati
 from edgeai.quantization.modes import run_mode
 from edgeai.quantization.sensitivity import (
     DYNAMIC_OPS,
+    RANKING_MEMORY_GB,
     candidate_blocks,
     compute_nodes,
     rank_sensitive_nodes,
     restrict_to_ops,
+    samples_within_memory,
 )
 
 # Below this share of MACs in INT8, a config is not an INT8 model (whatever its weights say) and is
@@ -189,8 +191,12 @@ class Search:
             probe.model = None
         if ranking_model is None or not ranking_model.exists():
             return Candidate(name, base.mode, base.options, error="could not build a QDQ model to rank nodes")
+        n, per_sample_gb = samples_within_memory(self.pre, n_samples)
+        if n < 1:  # the ranking would hold more than the machine should give it: say so, go on
+            return Candidate(name, base.mode, base.options, error=f"sensitivity ranking skipped: it would hold "
+                             f"~{per_sample_gb:.1f} GB of activations per sample (limit {RANKING_MEMORY_GB} GB)")
         try:
-            ranking = rank_sensitive_nodes(self.pre, ranking_model, self.evals[:n_samples], self.work)
+            ranking = rank_sensitive_nodes(self.pre, ranking_model, self.evals[:n], self.work)
             if base.mode == "dynamic":
                 ranking = restrict_to_ops(ranking, self.pre, DYNAMIC_OPS)
         except Exception as e:  # a real graph onnxruntime's debug tooling cannot pair: say so, go on

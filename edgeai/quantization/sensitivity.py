@@ -294,3 +294,35 @@ def candidate_blocks(float_model: Path, scope_model: Path | None = None) -> list
     for b in blocks:
         unique.setdefault(tuple(sorted(b.nodes)), b)
     return sorted(unique.values(), key=lambda b: len(b.nodes))
+
+
+def activation_bytes(path: Path) -> int:
+    """Bytes of all intermediate float tensors of one batch-1 sample, from ONNX shape inference
+    (unknown dims count as 1: a lower bound, good enough to refuse what cannot fit)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shapes stay as the graph has them
+        pass
+    total = 0
+    for vi in model.graph.value_info:
+        t = vi.type.tensor_type
+        if t.elem_type in (1, 10, 16):  # float, float16, bfloat16
+            n = 1
+            for d in t.shape.dim:
+                n *= d.dim_value if d.dim_value > 0 else 1
+            total += 4 * n
+    return total
+
+
+#: What the ranking may hold by default: qdq_loss_debug keeps every intermediate tensor of both
+#: graphs for every sample (about 5x one sample's activations; 4.5 GB a sample on Whisper's encoder).
+RANKING_MEMORY_GB = 2.0
+
+
+def samples_within_memory(float_model: Path, n_samples: int, memory_gb: float = RANKING_MEMORY_GB) -> tuple[int, float]:
+    """How many of ``n_samples`` the ranking can use within ``memory_gb``, and the GB one sample holds."""
+    per_sample = 5 * activation_bytes(float_model)
+    return min(n_samples, int(memory_gb * 2**30 // max(per_sample, 1))), per_sample / 2**30
