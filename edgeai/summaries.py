@@ -69,6 +69,27 @@ def print_quantize(result: Any, device: str) -> None:
         c.print(f"note: {n}")
 
 
+def print_generation_quantize(result: Any, device: str) -> None:
+    """A decoder's quantization: sizes, the generation verdict, and what ``auto`` tried."""
+    c = console()
+    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"],
+                  [("size KB", result.size_before / 1024, result.size_after / 1024),
+                   ("greedy token agreement", 1.0, result.parity.token_agreement),
+                   ("step logit cosine (worst)", 1.0, result.parity.worst_cosine)]))
+    part = result.parts["decoder"]
+    if part.candidates:
+        c.print(table(f"auto: configs tried (judged by generation on {device})",
+                      ["config", "passed", "token agreement", "worst cosine", "tokens/s", "speed-up", "error"],
+                      [(r["name"], r["passed"], r.get("token_agreement"), r.get("worst_cosine"), r.get("tokens_per_s"),
+                        r.get("speedup"), (r.get("error") or "")[:60]) for r in part.candidates]))
+    c.print(result.parity.verdict())
+    for role, p in result.parts.items():
+        if p.config:
+            c.print(f"{role} config: {p.config}")
+        for n in p.notes:
+            c.print(f"note: {n}")
+
+
 def print_run(summary: dict[str, Any]) -> None:
     c = console()
     c.print(f"ran on {summary['ran_on']}")

@@ -184,7 +184,7 @@ class OpenVINORuntime:
         if requested not in ("auto", name) and self._target.split(".")[0] not in ("AUTO", "MULTI", "HETERO"):
             raise DeviceUnavailableError(f"asked for precision {requested} on {self.device} but OpenVINO uses {name}")
         # An INT8 graph runs INT8 kernels whatever the float hint says.
-        return f"int8+{name}" if self._graph_precision == "int8" else name
+        return f"{self._graph_precision}+{name}" if self._graph_precision in ("int8", "int4") else name
 
     def _request(self) -> Any:
         """This thread's infer request on the current compiled model (made on first use)."""
