@@ -204,6 +204,34 @@ def print_demo(results: dict[str, Any]) -> None:
             f"(models: {results['files']['fp32']}, {results['files']['int8']}); took {results['wall_seconds']}s")
 
 
+class TokenStream:
+    """``edgeai generate --stream``: prints each new token's text as it is decoded (ids without a tokenizer).
+
+    The text is decoded from all new tokens each time and only the part not printed yet is written,
+    so tokens that are half a character or a leading space come out right.
+    """
+
+    def __init__(self, tokenizer: Any = None, out: Any = None):
+        import sys
+
+        self.tokenizer, self.out, self.tokens, self.shown = tokenizer, out or sys.stdout, [], ""
+
+    def __call__(self, token: Any) -> None:
+        self.tokens.append(int(token[0]))
+        if self.tokenizer is None:
+            self.out.write(("," if len(self.tokens) > 1 else "") + str(self.tokens[-1]))
+        else:
+            text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            if text.startswith(self.shown) and not text.endswith("\ufffd"):  # wait out half a character
+                self.out.write(text[len(self.shown):])
+                self.shown = text
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\n")
+        self.out.flush()
+
+
 def print_generation(result: Any, new: list[int], text: str | None) -> None:
     c = console()
     rt = result.runtime

@@ -112,7 +112,9 @@ class OpenVINORuntime:
         self._graph_precision = graph_precision(proto)
         del proto
         try:
-            model = core().read_model(str(path))
+            model = self._prepare(core().read_model(str(path)))
+        except EdgeAIError:
+            raise
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
@@ -138,6 +140,7 @@ class OpenVINORuntime:
             config["CACHE_DIR"] = str(cache_dir)
         if base in ("AUTO", "MULTI", "HETERO"):
             config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
+        config.update(self._compile_config(base))
         cached_before = _blobs(cache_dir)
         t0 = time.perf_counter()
         try:
@@ -166,6 +169,14 @@ class OpenVINORuntime:
         self._path, self._config = str(path), config
         self._recompile_lock = threading.Lock()
         self.recompiles = 0  # times a failed run made us recompile (see _recompile_after_failure)
+
+    def _prepare(self, model: Any) -> Any:
+        """A hook for subclasses to transform the ``ov.Model`` before it is compiled (e.g. stateful)."""
+        return model
+
+    def _compile_config(self, base: str) -> dict[str, Any]:
+        """A hook for subclasses to add compile properties for device ``base`` (CPU, GPU, ...)."""
+        return {}
 
     def _prop(self, name: str) -> Any:
         try:
@@ -207,7 +218,7 @@ class OpenVINORuntime:
             if self.compiled is not failed_on:
                 return  # another thread has already replaced it
             try:
-                model = core().read_model(self._path)
+                model = self._prepare(core().read_model(self._path))
                 if self._static:
                     model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
                 self.compiled = core().compile_model(model, self._target, self._config)
