@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from edgeai.errors import EdgeAIError, QuantizationError
-from edgeai.generation import DECODER_FILE, ENCODER_FILE, decode_rates, generate, load_generative
+from edgeai.generation import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    decode_rates,
+    generate,
+    load_generative,
+    prefill_logits,
+)
 from edgeai.onnxfile import move_onnx
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
 
@@ -160,6 +167,44 @@ def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int)
     if gm.is_seq2seq:
         out["encoder"] = [{"input_ids": p, "attention_mask": np.ones_like(p)} for p in prompts]
     return out
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """exp(mean next-token negative log-likelihood) of a decoder on held-out token ids."""
+
+    value: float
+    tokens: int  # predicted tokens scored
+    windows: int
+    context: int
+    runtime: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"perplexity": round(self.value, 4), "tokens": self.tokens, "windows": self.windows,
+                "context": self.context, "runtime": self.runtime}
+
+
+def perplexity(model: Any, token_ids: Any, *, context: int = 128, max_windows: int | None = 16,
+               device: str = "cpu", **load_options: Any) -> Perplexity:
+    """Perplexity of a decoder-only KV-cache export over non-overlapping windows of ``context`` tokens.
+
+    Each window is one prefill step from an empty cache (the same step generation starts with);
+    ``max_windows`` bounds the cost (None: all of ``token_ids``).
+    """
+    gm = load_generative(model, device, **load_options)
+    ids = np.asarray(token_ids, dtype=np.int64).ravel()
+    windows = [ids[i:i + context] for i in range(0, len(ids) - 1, context) if len(ids[i:i + context]) > 1]
+    windows = windows[:max_windows] if max_windows else windows
+    if not windows:
+        raise QuantizationError(f"perplexity needs at least 2 token ids; got {len(ids)}")
+    total, count = 0.0, 0
+    for w in windows:
+        logits = prefill_logits(gm, w[None])[0, :-1].astype(np.float64)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        total -= float(logp[np.arange(len(w) - 1), w[1:]].sum())
+        count += len(w) - 1
+    return Perplexity(float(np.exp(total / count)), count, len(windows), context, gm.describe().to_dict())
 
 
 #: what ``auto`` tries on a decoder: INT8 activations (dynamic), then the weight-only modes

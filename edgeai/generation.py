@@ -254,16 +254,19 @@ class _StatefulStepper(_HostStepper):
         return past
 
 
-class _CudaIOBindingStepper(_HostStepper):
-    """onnxruntime on CUDA: the cache stays on the GPU between steps via IO binding.
+class _IOBindingStepper(_HostStepper):
+    """onnxruntime with IO binding: the cache stays in onnxruntime's own buffers (OrtValues) between
+    steps, on the GPU for CUDA, in onnxruntime's CPU arena otherwise; only logits become numpy.
 
-    UNTESTED: no GPU was available where this was written. Only logits come back to the host.
+    CUDA: UNTESTED (no GPU where this was written). CPU: tested for equal tokens; whether it pays
+    is measured in benchmarks/bench_llm.py (it saves one copy of the cache per step).
     """
 
-    def __init__(self, gm: GenerativeModel):
+    def __init__(self, gm: GenerativeModel, where: str):
         super().__init__(gm)
         self.session = self.model.runtime.session
-        self.device_id = int(self.model.device.partition(":")[2] or 0)
+        self.where = where
+        self.device_id = int(self.model.device.partition(":")[2] or 0) if where == "cuda" else 0
 
     def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         binding = self.session.io_binding()
@@ -275,7 +278,7 @@ class _CudaIOBindingStepper(_HostStepper):
         bound = ["logits", *(name for name, _ in self.pairs)]
         binding.bind_output("logits", "cpu")
         for name in bound[1:]:
-            binding.bind_output(name, "cuda", self.device_id)
+            binding.bind_output(name, self.where, self.device_id)
         self.session.run_with_iobinding(binding)
         values = dict(zip(bound, binding.get_outputs(), strict=True))  # outputs come back in bind order
         return values["logits"].numpy(), {inp: values[name] for name, inp in self.pairs}
@@ -283,14 +286,20 @@ class _CudaIOBindingStepper(_HostStepper):
 
 def _stepper(gm: GenerativeModel, io_binding: bool | None, beams: bool = False) -> _HostStepper:
     if gm.stateful:
+        if io_binding:
+            raise EdgeAIError("io_binding is for onnxruntime; a stateful OpenVINO decoder keeps its cache inside")
         return _StatefulStepper(gm)
     info = gm.describe()
-    if beams and io_binding is None:
-        io_binding = False  # the IO-binding stepper keeps the cache on the GPU, where it is not reordered
+    if beams:
+        if io_binding:
+            raise EdgeAIError("beam search reorders the cache as numpy arrays: use io_binding=False with num_beams")
+        io_binding = False
     on_cuda = info.engine == "onnxruntime" and info.devices_in_effect[0] == "CUDAExecutionProvider"
-    if io_binding and not on_cuda:
-        raise EdgeAIError(f"io_binding=True needs onnxruntime on CUDA; this decoder runs on {info.summary()}")
-    return _CudaIOBindingStepper(gm) if (on_cuda and io_binding is not False) else _HostStepper(gm)
+    if io_binding and info.engine != "onnxruntime":
+        raise EdgeAIError(f"io_binding=True needs onnxruntime; this decoder runs on {info.summary()}")
+    if io_binding or (on_cuda and io_binding is not False):
+        return _IOBindingStepper(gm, "cuda" if on_cuda else "cpu")
+    return _HostStepper(gm)
 
 
 def _as_ids(input_ids: Any, attention_mask: Any, vocab: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +350,8 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
         keep_logits: keep each step's last-position logits (for parity checks).
         forced_tokens: ``[batch, steps]`` tokens to feed instead of choosing (teacher forcing, for
             per-step logit comparisons between two models).
-        io_binding: onnxruntime on CUDA only; default: on there. Untested (no GPU here).
+        io_binding: onnxruntime: keep the cache in onnxruntime's buffers between steps (default: on
+            for CUDA, untested there; off on CPU unless asked, see benchmarks/bench_llm.py).
         on_step: called with each step's decoder feeds, cache included (e.g. to collect
             calibration data from real generations); the timings include it.
         on_token: called with each step's new tokens ``[batch]`` as they are chosen (streaming);
@@ -504,6 +514,21 @@ def benchmark_generation(model: Any, *, name: str | None = None, prompt_len: int
     rate = float(np.median([r.tokens_per_s for r in results]))
     label = name or str(getattr(gm.decoder, "source", None) or "model")
     return GenerationBench(label, prompt_len, new_tokens, rounds, ttft, steps, rate, use_cache, results[0].runtime)
+
+
+def prefill_logits(model: Any, input_ids: Any, *, device: str = "cpu", **load_options: Any) -> np.ndarray:
+    """Logits ``[batch, seq, vocab]`` for every position of ``input_ids`` in one step from an empty
+    cache (decoder-only): what perplexity is computed from. Uses the same step as :func:`generate`."""
+    gm = load_generative(model, device, **load_options)
+    if gm.is_seq2seq:
+        raise InputMismatchError("prefill_logits scores a decoder-only model's own tokens; this is an encoder-decoder")
+    ids, mask = _as_ids(input_ids, None, gm.config.get("vocab_size"))
+    stepper = _stepper(gm, False)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if "position_ids" in {s.name for s in gm.decoder.inputs}:
+        feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1]), ids.shape).astype(np.int64).copy()
+    logits, _ = stepper.step(feeds, stepper.empty(ids.shape[0]))
+    return np.asarray(logits, dtype=np.float32)
 
 
 def decode_rates(models: dict[str, Any], prompt: Any, new_tokens: int = 16, *, device: str = "cpu",

@@ -104,3 +104,27 @@ def test_cli_generate_stream_and_beams(cli, exported):
     assert beams.returncode == 0, beams.stderr
     bad = cli("generate", path, "--prompt-ids", ids, "--num-beams", "4", "--stream")
     assert bad.returncode != 0 and "--stream" in bad.stderr
+
+
+def test_cpu_io_binding_generates_the_same_tokens(exported):
+    path = exported("llama")[1].path
+    plain = edgeai.generate(path, PROMPT, NEW, stop_on_eos=False)
+    bound = edgeai.generate(path, PROMPT, NEW, stop_on_eos=False, io_binding=True)
+    assert np.array_equal(plain.tokens, bound.tokens)
+    with pytest.raises(edgeai.EdgeAIError, match="num_beams"):
+        edgeai.generate(path, PROMPT, 4, num_beams=2, io_binding=True)
+
+
+def test_onnxruntime_fusion_keeps_tokens_and_metadata(exported, tmp_path):
+    from edgeai.exporters.generation import fuse_for_onnxruntime
+    from edgeai.onnxfile import load_proto, read_metadata
+
+    src = exported("gpt2")[1].path
+    dst = tmp_path / "gpt2.fused.onnx"
+    fused = fuse_for_onnxruntime(src, dst)
+    assert fused["fused_operators"].get("SkipLayerNormalization") and "attention_fused" in fused
+    meta = read_metadata(load_proto(dst))
+    assert meta["generation"] == read_metadata(load_proto(src))["generation"] and meta["onnxruntime_fusion"] == fused
+    for device in DEVICES:
+        assert np.array_equal(edgeai.generate(dst, PROMPT, NEW, device=device, stop_on_eos=False).tokens,
+                              edgeai.generate(src, PROMPT, NEW, device=device, stop_on_eos=False).tokens)

@@ -65,8 +65,8 @@ def test_gpt2_gemm_and_tied_head_are_rewritten_and_head_kept_int8(decoders, tmp_
     config = result.parts["decoder"].config
     assert "Gemm" in ops(decoders["gpt2"]) and "Gemm" not in ops(dst)
     assert any("rewritten as MatMul" in n for n in result.parts["decoder"].notes)
-    head = config["output_projection_int8"]
-    assert head and config["int8_layers"] == [head]
+    head = config["output_projection"]["node"]
+    assert head and config["output_projection"]["kept"] == "int8" and config["int8_layers"] == [head]
     bits = {n.name: {a.name: a.i for a in n.attribute}["bits"] for n in onnx.load(str(dst)).graph.node
             if n.op_type == "MatMulNBits"}
     assert sorted(set(bits.values())) == [4, 8] and list(bits.values()).count(8) == 1

@@ -31,6 +31,7 @@ constant weights (:func:`prepare_matmuls`).
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def weight_matmuls(model: Any) -> list[tuple[str, tuple[int, ...]]]:
             if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2]
 
 
-def output_projection(model: Any) -> str | None:
+def find_output_projection(model: Any) -> str | None:
     """The MatMul that produces the logits (the last weight MatMul before a ``logits`` output)."""
     outputs = {o.name for o in model.graph.output}
     consumers: dict[str, list[Any]] = {}
@@ -178,7 +179,14 @@ def _ort_pass(model: Any, bits: int, block: int, symmetric: bool, accuracy_level
         config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=symmetric, accuracy_level=accuracy_level,
                                               bits=bits)
         quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=config)
-    quantizer.process()
+    # The quantizer logs every node it skips at INFO on its own logger; keep that off users' terminals.
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        logger.setLevel(level)
     return quantizer.model.model
 
 
@@ -271,7 +279,7 @@ def _nncf(model: Any, bits: int, block: int, symmetric: bool, ratio: float, cali
 def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, bits: int = 4,
                      block_size: int = 128, symmetric: bool | None = None, ratio: float = 1.0,
                      accuracy_level: int | None = 4, engine: str = "onnxruntime", samples: int = 32,
-                     keep_output_projection: bool = True, nodes_to_exclude: list[str] | None = None) -> dict:
+                     output_projection: str | None = None, nodes_to_exclude: list[str] | None = None) -> dict:
     """Weight-only INT4/INT8 of ``src`` into ``dst`` (one ``.onnx`` for onnxruntime and OpenVINO).
 
     Args:
@@ -285,7 +293,9 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
             0: FP32); NNCF writes its own.
         engine: ``onnxruntime`` (MatMulNBitsQuantizer) or ``nncf`` (compress_weights).
         samples: calibration samples used when ``calibration`` is given (data-aware INT4).
-        keep_output_projection: keep the logits MatMul at INT8 in INT4 mode (NNCF's default too).
+        output_projection: the logits MatMul: ``int8`` (default with INT4 weights, NNCF's default too),
+            ``float`` (kept FP32: greedy near-ties flip least), or ``same`` (like the other layers;
+            default with INT8 weights).
         nodes_to_exclude: MatMul names kept in float.
     """
     import onnx
@@ -312,7 +322,13 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     if block != block_size:
         notes.append(f"block_size {block_size} does not divide every layer's input size; used {block}")
     excluded = list(nodes_to_exclude or [])
-    protect = output_projection(model) if (bits == 4 and keep_output_projection) else None
+    head_mode = output_projection or ("int8" if bits == 4 else "same")
+    if head_mode not in ("int8", "float", "same"):
+        raise QuantizationError(f"output_projection must be int8, float or same; got {output_projection!r}")
+    head = find_output_projection(model)
+    protect = head if (bits == 4 and head_mode == "int8") else None
+    if head and head_mode == "float":
+        excluded.append(head)
     data = collect_samples(calibration, specs, samples) if calibration is not None else None
     try:
         if engine == "onnxruntime":
@@ -329,26 +345,27 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     meta = read_metadata(model)
     return {"engine": engine, "bits": bits, "block_size": block, "symmetric": symmetric, "ratio": ratio,
             "accuracy_level": accuracy_level if engine == "onnxruntime" else None,
-            "weight_layers": len(layers), "output_projection_int8": protect, "data_aware": bool(data),
+            "weight_layers": len(layers), "output_projection": {"node": head, "kept": head_mode},
+            "data_aware": bool(data),
             "calibration_samples": len(data) if data else 0, "family": meta.get("family"), **extra,
             "activations": "float (weight-only)", "notes": notes}
 
 
 def quantize_int4(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, block_size: int = 128,
                   symmetric: bool | None = None, ratio: float = 1.0, accuracy_level: int | None = 4,
-                  engine: str = "onnxruntime", samples: int = 32, keep_output_projection: bool = True,
+                  engine: str = "onnxruntime", samples: int = 32, output_projection: str | None = None,
                   nodes_to_exclude: list[str] | None = None) -> dict:
     """``int4``: block-wise INT4 weights (see :func:`compress_weights`)."""
     return compress_weights(src, dst, specs, calibration, bits=4, block_size=block_size, symmetric=symmetric,
                             ratio=ratio, accuracy_level=accuracy_level, engine=engine, samples=samples,
-                            keep_output_projection=keep_output_projection, nodes_to_exclude=nodes_to_exclude)
+                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude)
 
 
 def quantize_int8_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
                           block_size: int = 128, symmetric: bool | None = None, accuracy_level: int | None = 4,
-                          engine: str = "onnxruntime", samples: int = 32,
+                          engine: str = "onnxruntime", samples: int = 32, output_projection: str | None = None,
                           nodes_to_exclude: list[str] | None = None) -> dict:
     """``int8-weights``: INT8 weights, FP32 activations (see :func:`compress_weights`)."""
     return compress_weights(src, dst, specs, calibration, bits=8, block_size=block_size, symmetric=symmetric,
                             accuracy_level=accuracy_level, engine=engine, samples=samples,
-                            nodes_to_exclude=nodes_to_exclude)
+                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude)
