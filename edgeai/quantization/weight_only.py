@@ -45,9 +45,13 @@ from edgeai.quantization.openvino import _quiet_nncf
 ENGINES = ("onnxruntime", "nncf")
 
 
-def prepare_matmuls(model: Any) -> tuple[Any, int]:
+def prepare_matmuls(model: Any, fold_shared: bool = True) -> tuple[Any, int]:
     """Rewrite ``Gemm`` on a constant weight into ``MatMul`` (+ ``Add``) and fold ``Transpose`` of a
     constant weight into a transposed constant, so weight-only quantizers see every linear layer.
+
+    ``fold_shared=False`` leaves a Transpose alone when its weight is also read elsewhere (a tied
+    output head reading the token embedding): folding it would store a second copy of the
+    embedding, and a quantizer that keeps the embedding's Gather in float gains nothing from it.
 
     Rewrites ``model`` in place; returns it and how many nodes changed.
     """
@@ -59,6 +63,10 @@ def prepare_matmuls(model: Any) -> tuple[Any, int]:
     changed = 0
     new_nodes = []
     producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers[name] = readers.get(name, 0) + 1
     folded: dict[str, str] = {}
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -80,7 +88,7 @@ def prepare_matmuls(model: Any) -> tuple[Any, int]:
         if node.op_type == "MatMul" and node.input[1] not in inits:
             src = producers.get(node.input[1])
             if (src is not None and src.op_type == "Transpose" and src.input[0] in inits
-                    and len(numpy_helper.to_array(inits[src.input[0]]).shape) == 2):
+                    and len(inits[src.input[0]].dims) == 2 and (fold_shared or readers[src.input[0]] == 1)):
                 name = folded.get(src.output[0])
                 if name is None:
                     name = folded[src.output[0]] = f"{src.input[0]}_T"
@@ -278,7 +286,7 @@ def _nncf(model: Any, bits: int, block: int, symmetric: bool, ratio: float, cali
 
 def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, bits: int = 4,
                      block_size: int = 128, symmetric: bool | None = None, ratio: float = 1.0,
-                     accuracy_level: int | None = 4, engine: str = "onnxruntime", samples: int = 32,
+                     accuracy_level: int | None = None, engine: str = "onnxruntime", samples: int = 32,
                      output_projection: str | None = None, nodes_to_exclude: list[str] | None = None) -> dict:
     """Weight-only INT4/INT8 of ``src`` into ``dst`` (one ``.onnx`` for onnxruntime and OpenVINO).
 
@@ -289,8 +297,10 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         symmetric: symmetric (no zero point) or asymmetric weights; default symmetric for INT4,
             asymmetric for INT8 (NNCF's defaults).
         ratio: INT4 share of the weights' parameters (the rest INT8), INT4 only.
-        accuracy_level: onnxruntime's MatMulNBits compute type (4: INT8 activations, fastest on CPU;
-            0: FP32); NNCF writes its own.
+        accuracy_level: onnxruntime's MatMulNBits compute type: 4 quantizes activations to INT8 on
+            the fly (fastest on CPU; the INT4 default, as onnxruntime-genai's CPU INT4 models), 0
+            computes in FP32 (true weight-only; the INT8 default: with 4, Whisper tiny.en changed a
+            word in 1 of 4 transcripts, with 0 none). NNCF writes its own.
         engine: ``onnxruntime`` (MatMulNBitsQuantizer) or ``nncf`` (compress_weights).
         samples: calibration samples used when ``calibration`` is given (data-aware INT4).
         output_projection: the logits MatMul: ``int8`` (default with INT4 weights, NNCF's default too),
@@ -310,8 +320,11 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     if block_size < 16 or block_size & (block_size - 1):
         raise QuantizationError(f"block_size must be a power of two >= 16; got {block_size}")
     symmetric = (bits == 4) if symmetric is None else symmetric
+    accuracy_level = (4 if bits == 4 else 0) if accuracy_level is None else accuracy_level
     notes: list[str] = []
-    model, changed = prepare_matmuls(onnx.load(str(src)))
+    # onnxruntime keeps the embedding's Gather in float (its Gather quantization is 4-bit only and
+    # needs opset 21), so a tied head stays a Transpose of it, in float; NNCF compresses both.
+    model, changed = prepare_matmuls(onnx.load(str(src)), fold_shared=engine == "nncf")
     if changed:
         notes.append(f"{changed} Gemm/Transpose weight node(s) rewritten as MatMul on constant weights first")
     layers = weight_matmuls(model)
@@ -362,7 +375,7 @@ def quantize_int4(src: Path, dst: Path, specs: list[Any], calibration: Any = Non
 
 
 def quantize_int8_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
-                          block_size: int = 128, symmetric: bool | None = None, accuracy_level: int | None = 4,
+                          block_size: int = 128, symmetric: bool | None = None, accuracy_level: int | None = 0,
                           engine: str = "onnxruntime", samples: int = 32, output_projection: str | None = None,
                           nodes_to_exclude: list[str] | None = None) -> dict:
     """``int8-weights``: INT8 weights, FP32 activations (see :func:`compress_weights`)."""
