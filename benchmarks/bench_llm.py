@@ -118,6 +118,31 @@ def genai_ir(onnx_path: str, hf: str, out: Path) -> Path:
     return out
 
 
+def ortgenai_model(hf: str, out: Path, timeout: float) -> tuple[Path | None, str | None]:
+    """onnxruntime-genai's model builder, INT4 for CPU, from the transformers folder: (folder, why not).
+
+    The builder insists on a tokenizer; these models have none (random weights, ids in and out), so a
+    placeholder word-level tokenizer is saved next to the weights first (it is never used for ids).
+    """
+    if (out / "genai_config.json").is_file():
+        return out, None
+    cfg = json.loads((Path(hf) / "config.json").read_text())
+    if cfg.get("architectures", [""])[0] != "Qwen2ForCausalLM":
+        return None, f"not run: its model builder has no {cfg.get('architectures')} (GPT-2) support"
+    if not (Path(hf) / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer, models
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")),
+                                      unk_token="<unk>", eos_token="<unk>", bos_token="<unk>")
+        tok.save_pretrained(hf)
+    p = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", hf, "-o", str(out),
+                        "-p", "int4", "-e", "cpu"], capture_output=True, text=True, timeout=timeout)
+    if p.returncode or not (out / "genai_config.json").is_file():
+        return None, f"model builder failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:300]}"
+    return out, None
+
+
 # ---------------------------------------------------------------- one row (child process)
 
 def _peak_rss_mb() -> float:
@@ -209,11 +234,42 @@ def row_genai(spec: dict[str, Any]) -> dict[str, Any]:
             "tokens": tokens, "precision": spec["precision"], "engine": f"openvino-genai {g.__version__.split('-')[0]}"}
 
 
+def row_ortgenai(spec: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime_genai as og
+
+    t0 = time.perf_counter()
+    model = og.Model(spec["dir"])
+    load_s = time.perf_counter() - t0
+    ids = prompt_ids(spec["model"], spec["prompt"])
+    ttfts, rates, tokens = [], [], None
+    for i in range(spec["rounds"]):
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=ids.shape[1] + spec["new_tokens"], do_sample=False,
+                                  min_length=ids.shape[1] + spec["new_tokens"])
+        gen = og.Generator(model, params)
+        t0 = time.perf_counter()
+        gen.append_tokens(ids)
+        gen.generate_next_token()
+        t1 = time.perf_counter()
+        while not gen.is_done():
+            gen.generate_next_token()
+        t2 = time.perf_counter()
+        if i == 0:
+            continue  # warm-up
+        out = gen.get_sequence(0)
+        tokens = [int(t) for t in out[ids.shape[1]:]]
+        ttfts.append((t1 - t0) * 1e3)
+        rates.append((len(tokens) - 1) / max(t2 - t1, 1e-9))
+    return {"load_s": round(load_s, 2), "ttft_ms": float(np.median(ttfts)), "tokens_per_s": float(np.median(rates)),
+            "tokens": tokens, "precision": "int4", "engine": f"onnxruntime-genai {og.__version__}"}
+
+
 def child(spec: dict[str, Any]) -> None:
     if spec.get("threads"):
         os.environ.setdefault("OMP_NUM_THREADS", str(spec["threads"]))
     kind = spec["kind"]
-    out = {"edgeai": row_edgeai, "transformers": row_transformers, "genai": row_genai}[kind](spec)
+    out = {"edgeai": row_edgeai, "transformers": row_transformers, "genai": row_genai,
+           "ortgenai": row_ortgenai}[kind](spec)
     out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     print("ROW " + json.dumps(out))
 
@@ -235,6 +291,12 @@ def run_row(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the table
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".onnx", ".data", ".bin"))
+    return path.stat().st_size
+
 
 def agreement(a: list[int] | None, b: list[int] | None) -> float | None:
     if not a or not b:
@@ -269,6 +331,7 @@ def main() -> None:
         base = {"model": name, "prompt": args.prompt, "new_tokens": args.big_new_tokens if big else args.new_tokens,
                 "rounds": 2, "threads": args.threads, "hf": files["hf"]}  # 2: a warm-up and a measured run
         rows: list[tuple[str, dict[str, Any], Path | None]] = []
+        skipped: list[dict[str, Any]] = []
         for device in args.devices.split(","):
             engine = "nncf" if device.startswith("openvino") else "onnxruntime"
             for label, key in (("FP32", "fp32"), ("INT8 weights", f"int8-weights.{engine}"),
@@ -285,6 +348,12 @@ def main() -> None:
             ir = genai_ir(files[key], files["hf"], args.work / name / f"genai-{key}")
             rows.append((f"openvino-genai LLMPipeline {label}", {**base, "kind": "genai", "ir": str(ir),
                                                                  "precision": label}, ir / "openvino_model.bin"))
+        genai_dir, why = ortgenai_model(files["hf"], args.work / name / "ortgenai-int4", args.timeout)
+        if genai_dir is not None:
+            rows.append(("onnxruntime-genai INT4 (model builder)", {**base, "kind": "ortgenai", "dir": str(genai_dir)},
+                         genai_dir))
+        else:
+            skipped.append({"model": name, "config": "onnxruntime-genai INT4 (model builder)", "error": why})
         # Passes interleave the rows (each pass runs every row once, in a fresh process), so load on the
         # shared machine hits every row alike; each row reports its median over passes.
         passes: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in rows}
@@ -301,7 +370,7 @@ def main() -> None:
                     r[k] = float(np.median([x[k] for x in ok]))
                 r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in ok)
                 r["passes"] = len(ok)
-            r.update(model=name, config=label, size_mb=round(path.stat().st_size / 2**20, 1) if path else None)
+            r.update(model=name, config=label, size_mb=round(_size(path) / 2**20, 1) if path else None)
             measured[label] = r
         ref = measured.get("edgeai cpu FP32", {})  # the FP32 reference of every row (transformers decodes the same)
         for r in measured.values():
@@ -309,9 +378,7 @@ def main() -> None:
             if "perplexity" in r and "perplexity" in ref:
                 r["perplexity_delta_pct"] = round(100 * (r["perplexity"] / ref["perplexity"] - 1), 3)
             results.append(r)
-        results.append({"model": name, "config": "onnxruntime-genai (model builder INT4)",
-                        "error": "not run: its model builder supports Llama/Qwen/Phi/Gemma-style folders with a "
-                                 "tokenizer; no tokenizer exists for these models offline (not attempted in this run)"})
+        results += skipped
         for peer, why in PEERS_NOT_HERE.items():
             results.append({"model": name, "config": peer, "error": why})
         results.append({"model": name, "config": "files", "notes": files["notes"]})
