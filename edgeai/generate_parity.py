@@ -275,6 +275,7 @@ def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, mo
                     feeds: dict[str, list[dict]], device: str, options: dict[str, Any]) -> dict[str, Any]:
     """:func:`edgeai.quantize` each file into ``out`` (judged later, by generation: ``force=True``)."""
     calibration = options.pop("calibration", None)
+    options.setdefault("latency", False)  # one forward's latency says little here; generation is timed instead
     parts: dict[str, Any] = {}
     for role, path in files.items():
         # Weight-only modes are data-free unless the user gave calibration data (then AWQ / GPTQ).
