@@ -154,7 +154,7 @@ def parse_precision(precision: str | None) -> str:
 
 
 # Lower is smaller and coarser. A precision may carry a suffix ("int8+f32": int8 where quantized).
-PRECISION_RANK = {"int8": 0, "f16": 1, "bf16": 1, "mixed": 1, "f32": 2}
+PRECISION_RANK = {"int4": 0, "int8": 0, "f16": 1, "bf16": 1, "mixed": 1, "f32": 2}
 
 
 def precision_rank(precision: str | None, unknown: int = 2) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from edgeai.errors import QuantizationError
-from edgeai.generation import DECODER_FILE, ENCODER_FILE, generate, load_generative
+from edgeai.errors import EdgeAIError, QuantizationError
+from edgeai.generation import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    decode_rates,
+    generate,
+    load_generative,
+    prefill_logits,
+)
 from edgeai.onnxfile import move_onnx
-from edgeai.quantization import ToleranceNotMet, quantize
+from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,49 @@ def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int)
     return out
 
 
+@dataclass(frozen=True)
+class Perplexity:
+    """exp(mean next-token negative log-likelihood) of a decoder on held-out token ids."""
+
+    value: float
+    tokens: int  # predicted tokens scored
+    windows: int
+    context: int
+    runtime: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"perplexity": round(self.value, 4), "tokens": self.tokens, "windows": self.windows,
+                "context": self.context, "runtime": self.runtime}
+
+
+def perplexity(model: Any, token_ids: Any, *, context: int = 128, max_windows: int | None = 16,
+               device: str = "cpu", **load_options: Any) -> Perplexity:
+    """Perplexity of a decoder-only KV-cache export over non-overlapping windows of ``context`` tokens.
+
+    Each window is one prefill step from an empty cache (the same step generation starts with);
+    ``max_windows`` bounds the cost (None: all of ``token_ids``).
+    """
+    gm = load_generative(model, device, **load_options)
+    ids = np.asarray(token_ids, dtype=np.int64).ravel()
+    windows = [ids[i:i + context] for i in range(0, len(ids) - 1, context) if len(ids[i:i + context]) > 1]
+    windows = windows[:max_windows] if max_windows else windows
+    if not windows:
+        raise QuantizationError(f"perplexity needs at least 2 token ids; got {len(ids)}")
+    total, count = 0.0, 0
+    for w in windows:
+        logits = prefill_logits(gm, w[None])[0, :-1].astype(np.float64)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        total -= float(logp[np.arange(len(w) - 1), w[1:]].sum())
+        count += len(w) - 1
+    return Perplexity(float(np.exp(total / count)), count, len(windows), context, gm.describe().to_dict())
+
+
+#: what ``auto`` tries on a decoder: INT8 activations (dynamic), then the weight-only modes
+AUTO_CANDIDATES = ("dynamic", "int8-weights", "int4")
+WEIGHT_ONLY = ("int4", "int8-weights")
+
+
 def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str = "dynamic",
                         device: str = "cpu", prompts: Sequence[Any] | None = None, max_new_tokens: int = 32,
                         min_token_agreement: float = 0.9, min_cosine: float = 0.99, force: bool = False,
@@ -169,7 +220,13 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
 
     Each file goes through :func:`edgeai.quantize` (calibrated and evaluated on feeds recorded from
     FP32 generations on ``prompts``); the result must then reach ``min_token_agreement`` greedy token
-    agreement and ``min_cosine`` per-step logit cosine on ``device``.
+    agreement and ``min_cosine`` per-step logit cosine on ``device``. The weight-only modes
+    (``int4``, ``int8-weights``) are data-free unless ``calibration`` is given (then AWQ/GPTQ).
+
+    ``mode="auto"`` tries :data:`AUTO_CANDIDATES` (each judged by generation parity), times the
+    passing ones' decode tokens/s against FP32 on ``device`` (interleaved rounds) and writes the
+    fastest that is at least ``min_speedup`` (default 1.0) times FP32's rate; when none is, the FP32
+    file is written with a note saying so. What was tried is in ``parts[...].candidates``.
 
     Raises:
         QuantizationError: bad paths or mode; ``ToleranceNotMet`` (exit code 1) when generation
@@ -189,17 +246,19 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
     names = {"decoder": DECODER_FILE, "encoder": ENCODER_FILE} if folder else {"decoder": dst.name}
     files = {role: (src / name if folder else src) for role, name in names.items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    calibration = options.pop("calibration", None)
-    parts: dict[str, Any] = {}
+    judge = {"max_new_tokens": max_new_tokens, "device": device, "min_token_agreement": min_token_agreement,
+             "min_cosine": min_cosine}
     with tempfile.TemporaryDirectory(prefix=".edgeai-gq-", dir=dst.parent) as work:
-        for role, path in files.items():
-            parts[role] = quantize(path, Path(work) / names[role], mode=mode, device=device, force=True,
-                                   calibration=calibration or feeds[role], eval_inputs=feeds[role], **options)
-        staged = Path(work) if folder else Path(work) / names["decoder"]
-        parity = compare_generation(src, staged, prompts, max_new_tokens=max_new_tokens, device=device,
-                                    min_token_agreement=min_token_agreement, min_cosine=min_cosine)
+        if mode == "auto":
+            staged, parts, parity, mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge, options)
+        else:
+            staged = Path(work) / "out"
+            staged.mkdir()
+            parts = _quantize_parts(files, names, staged, mode, feeds, device, dict(options))
+            parity = compare_generation(src, staged if folder else staged / names["decoder"], prompts, **judge)
+            mode_used = mode
         if not parity.passed and not force:
-            raise ToleranceNotMet(f"{mode} quantization changes generation too much, so nothing was written: "
+            raise ToleranceNotMet(f"{mode_used} quantization changes generation too much, so nothing was written: "
                                   f"{parity.verdict()}. Try another mode, or force=True to write it anyway")
         if folder:
             dst.mkdir(exist_ok=True)
@@ -207,6 +266,80 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
             # Each file is renamed whole (the staging folder is on the same file system); a >2 GB
             # model's weights move first so the model never points at a missing data file.
             final = dst / name if folder else dst
-            move_onnx(Path(work) / name, final)
+            move_onnx(staged / name, final)
             parts[role] = dataclasses.replace(parts[role], dst=final)
     return GenerationQuantizeResult(src, dst, mode, parts, parity)
+
+
+def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, mode: str,
+                    feeds: dict[str, list[dict]], device: str, options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`edgeai.quantize` each file into ``out`` (judged later, by generation: ``force=True``)."""
+    calibration = options.pop("calibration", None)
+    options.setdefault("latency", False)  # one forward's latency says little here; generation is timed instead
+    parts: dict[str, Any] = {}
+    for role, path in files.items():
+        # Weight-only modes are data-free unless the user gave calibration data (then AWQ / GPTQ).
+        calib = calibration if mode in WEIGHT_ONLY else (calibration or feeds[role])
+        parts[role] = quantize(path, out / names[role], mode=mode, device=device, force=True,
+                               calibration=calib, eval_inputs=feeds[role], **options)
+    return parts
+
+
+def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, feeds: dict[str, list[dict]],
+          prompts: list[np.ndarray], judge: dict[str, Any], options: dict[str, Any]) -> tuple[Any, ...]:
+    """Try each candidate mode, judge by generation, time the passing ones; see :func:`quantize_generation`."""
+    min_speedup = float(options.pop("min_speedup", 1.0))
+    candidates = list(options.pop("candidates", AUTO_CANDIDATES))
+    tried: list[dict[str, Any]] = []
+    passing: list[tuple[str, Path, dict[str, Any], GenerationParity]] = []
+    for name in candidates:
+        out = work / name
+        out.mkdir()
+        row: dict[str, Any] = {"name": name, "passed": False, "error": None}
+        try:
+            parts = _quantize_parts(files, names, out, name, feeds, judge["device"], dict(options))
+            target = out if src.is_dir() else out / names["decoder"]
+            parity = compare_generation(src, target, prompts, **judge)
+            row.update(passed=parity.passed, token_agreement=round(parity.token_agreement, 4),
+                       worst_cosine=round(parity.worst_cosine, 6), size=sum(p.size_after for p in parts.values()))
+            if parity.passed:
+                passing.append((name, out, parts, parity))
+        except EdgeAIError as e:
+            row["error"] = str(e)[:300]
+        tried.append(row)
+    notes: list[str] = []
+    chosen = None
+    if passing:
+        decoder = {name: (out if src.is_dir() else out / names["decoder"]) for name, out, _, _ in passing}
+        rates = decode_rates({"fp32": src, **decoder}, prompts[0], judge["max_new_tokens"], device=judge["device"])
+        for row in tried:
+            if row["name"] in rates["speedup"]:
+                row.update(tokens_per_s=rates["tokens_per_s"][row["name"]], speedup=rates["speedup"][row["name"]])
+        fast = [p for p in passing if rates["speedup"][p[0]] >= min_speedup]
+        if fast:
+            chosen = max(fast, key=lambda p: rates["speedup"][p[0]])
+            notes.append(f"auto chose {chosen[0]}: {rates['speedup'][chosen[0]]}x FP32's decode tokens/s on "
+                         f"{judge['device']} ({rates['rounds']} interleaved rounds)")
+        else:
+            notes.append(f"no passing candidate was measured faster than FP32 (>= {min_speedup}x decode tokens/s) on "
+                         f"{judge['device']}: FP32 kept")
+    else:
+        notes.append("no candidate kept generation within tolerance: FP32 kept")
+    if chosen is None:
+        keep = work / "fp32"
+        keep.mkdir()
+        for role, path in files.items():
+            shutil.copyfile(path, keep / names[role])
+        parity = compare_generation(src, keep if src.is_dir() else keep / names["decoder"], prompts, **judge)
+        parts = {role: _kept(path, keep / names[role], judge["device"]) for role, path in files.items()}
+        staged, mode_used = keep, "fp32"
+    else:
+        mode_used, staged, parts, parity = chosen
+    parts = {role: dataclasses.replace(p, mode=f"auto:{mode_used}", candidates=tuple(tried),
+                                       notes=tuple(p.notes) + tuple(notes)) for role, p in parts.items()}
+    return staged, parts, parity, mode_used
+
+
+def _kept(src: Path, dst: Path, device: str) -> Any:
+    size = src.stat().st_size
+    return QuantizeResult(src, dst, "fp32", {}, size, size, None, device, 0.0)

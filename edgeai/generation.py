@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeai.decoding import BeamSearch, chooser, log_softmax
+from edgeai.decoding import repetition_penalty as repetition_penalty_of
 from edgeai.errors import EdgeAIError, InputMismatchError, ModelLoadError
 from edgeai.onnxfile import load_proto, read_metadata
-from edgeai.runtimes import load
+from edgeai.registry import import_attr
+from edgeai.runtimes import load, parse_device
 from edgeai.runtimes.base import Model
 from edgeai.timing import LatencyStats
 
@@ -95,6 +98,11 @@ class GenerativeModel:
         return self.encoder is not None
 
     @property
+    def stateful(self) -> bool:
+        """The decoder keeps its KV cache inside (OpenVINO stateful): no past/present feeds."""
+        return bool(getattr(self.decoder.runtime, "state_names", None))
+
+    @property
     def device(self) -> str:
         return self.decoder.device
 
@@ -120,13 +128,33 @@ def _config_of(model: Any) -> dict[str, Any]:
     return {}
 
 
-def load_generative(model: Any, device: str = "cpu", **options: Any) -> GenerativeModel:
+STATEFUL_DECODER = "edgeai.runtimes.openvino_stateful:StatefulOpenVINODecoder"
+
+
+def _load_decoder(path: Any, device: str, stateful: bool | None, options: dict[str, Any]) -> Any:
+    """A decoder path on ``device``: OpenVINO stateful by default there, a plain ``Model`` elsewhere."""
+    req = parse_device(device)
+    if stateful and req.engine != "openvino":
+        raise EdgeAIError(f"stateful=True keeps the KV cache inside an OpenVINO infer request; device {device!r} "
+                          "is not OpenVINO (use openvino:CPU, or stateful=None)")
+    if req.engine != "openvino" or stateful is False or options.get("static_shapes") or options.get("fallback"):
+        return load(path, device, **options)
+    runtime = import_attr(STATEFUL_DECODER)(path, req.device, req.target, req.index,
+                                            **{k: v for k, v in options.items() if k != "allow_cast"})
+    return Model(runtime, allow_cast=bool(options.get("allow_cast")), source=str(path))
+
+
+def load_generative(model: Any, device: str = "cpu", *, stateful: bool | None = None,
+                    **options: Any) -> GenerativeModel:
     """Resolve what ``generate`` was given into a :class:`GenerativeModel`.
 
     Args:
         model: a decoder ``.onnx`` path or a loaded ``Model`` with ``past_key_values.*`` inputs; a
             folder holding ``encoder.onnx`` and ``decoder.onnx``; or an ``(encoder, decoder)`` pair.
         device: where paths are loaded (``Model`` objects keep their own device).
+        stateful: OpenVINO only: compile the decoder stateful (the KV cache stays inside the infer
+            request, one compiled model for every step). Default: stateful on OpenVINO devices;
+            False feeds the cache in and out like every other engine.
         **options: passed to :func:`edgeai.load` for paths.
 
     Raises:
@@ -138,20 +166,23 @@ def load_generative(model: Any, device: str = "cpu", **options: Any) -> Generati
     def as_model(m: Any) -> Any:
         return m if isinstance(m, Model) else load(m, device, **options)
 
+    def as_decoder(m: Any) -> Any:
+        return m if isinstance(m, Model) else _load_decoder(m, device, stateful, options)
+
     encoder = None
     if isinstance(model, (tuple, list)):
         if len(model) != 2:
             raise ModelLoadError(f"an encoder-decoder is an (encoder, decoder) pair; got {len(model)} items")
-        encoder, decoder = as_model(model[0]), as_model(model[1])
+        encoder, decoder = as_model(model[0]), as_decoder(model[1])
     elif isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         folder = Path(model)
         missing = [f for f in (ENCODER_FILE, DECODER_FILE) if not (folder / f).is_file()]
         if missing:
             raise ModelLoadError(f"{folder} lacks {missing}; export an encoder-decoder with "
                                  "`edgeai export MODEL --task text2text-generation-with-past -o FOLDER`")
-        encoder, decoder = as_model(folder / ENCODER_FILE), as_model(folder / DECODER_FILE)
+        encoder, decoder = as_model(folder / ENCODER_FILE), as_decoder(folder / DECODER_FILE)
     else:
-        decoder = as_model(model)
+        decoder = as_decoder(model)
     gm = GenerativeModel(decoder, encoder, _config_of(decoder))
     names = {s.name for s in decoder.inputs}
     if not gm.cache_names():
@@ -170,37 +201,6 @@ def _eos_set(eos: Any) -> set[int]:
     if eos is None:
         return set()
     return {int(eos)} if isinstance(eos, (int, np.integer)) else {int(e) for e in eos}
-
-
-def _chooser(do_sample: bool, temperature: float, top_k: int, top_p: float, seed: int | None
-             ) -> Callable[[np.ndarray], np.ndarray]:
-    if not 0 < temperature < float("inf") or top_k < 0 or not 0 < top_p <= 1:  # NaN fails every comparison
-        raise InputMismatchError(f"sampling needs a finite temperature > 0, top_k >= 0 and 0 < top_p <= 1; got "
-                                 f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
-    if not do_sample:
-        return lambda logits: logits.argmax(axis=-1)
-    rng = np.random.default_rng(seed)
-
-    def sample(logits: np.ndarray) -> np.ndarray:
-        # transformers' order: temperature, then top-k, then top-p (keeping at least one token).
-        x = logits.astype(np.float64) / temperature
-        if 0 < top_k < x.shape[-1]:
-            kth = np.partition(x, -top_k, axis=-1)[:, -top_k][:, None]
-            x = np.where(x < kth, -np.inf, x)
-        if top_p < 1.0:
-            order = np.argsort(-x, axis=-1)
-            sorted_x = np.take_along_axis(x, order, axis=-1)
-            probs = np.exp(sorted_x - sorted_x[:, :1])
-            probs /= probs.sum(axis=-1, keepdims=True)
-            drop_sorted = np.cumsum(probs, axis=-1) - probs >= top_p
-            drop = np.zeros_like(drop_sorted)
-            np.put_along_axis(drop, order, drop_sorted, axis=-1)
-            x = np.where(drop, -np.inf, x)
-        p = np.exp(x - x.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)
-        return np.array([rng.choice(p.shape[-1], p=row) for row in p], dtype=np.int64)
-
-    return sample
 
 
 class _HostStepper:
@@ -222,17 +222,51 @@ class _HostStepper:
         out = self.model.run({**feeds, **past})
         return out["logits"], {inp: out[name] for name, inp in self.pairs}
 
+    def reorder(self, past: dict[str, Any], beam_idx: np.ndarray) -> dict[str, Any]:
+        """Beam search: row i of the next step's cache is row ``beam_idx[i]`` of this one."""
+        return {name: value[beam_idx] for name, value in past.items()}
 
-class _CudaIOBindingStepper(_HostStepper):
-    """onnxruntime on CUDA: the cache stays on the GPU between steps via IO binding.
 
-    UNTESTED: no GPU was available where this was written. Only logits come back to the host.
+class _StatefulStepper(_HostStepper):
+    """OpenVINO stateful: the cache lives in the infer request; ``past`` is always empty here.
+
+    ``empty`` starts a sequence (resets the state); a beam reorder is fed as ``beam_idx`` with the
+    next step, where the model gathers its own cache rows.
     """
 
     def __init__(self, gm: GenerativeModel):
         super().__init__(gm)
+        self.runtime = gm.decoder.runtime
+        self.beam_idx: np.ndarray | None = None
+
+    def empty(self, batch: int) -> dict[str, Any]:
+        self.runtime.reset()
+        self.beam_idx = None
+        return {}
+
+    def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        logits = self.runtime.step(feeds, self.beam_idx)
+        self.beam_idx = None
+        return logits, {}
+
+    def reorder(self, past: dict[str, Any], beam_idx: np.ndarray) -> dict[str, Any]:
+        self.beam_idx = np.asarray(beam_idx, dtype=np.int32)
+        return past
+
+
+class _IOBindingStepper(_HostStepper):
+    """onnxruntime with IO binding: the cache stays in onnxruntime's own buffers (OrtValues) between
+    steps, on the GPU for CUDA, in onnxruntime's CPU arena otherwise; only logits become numpy.
+
+    CUDA: UNTESTED (no GPU where this was written). CPU: tested for equal tokens; whether it pays
+    is measured in benchmarks/bench_llm.py (it saves one copy of the cache per step).
+    """
+
+    def __init__(self, gm: GenerativeModel, where: str):
+        super().__init__(gm)
         self.session = self.model.runtime.session
-        self.device_id = int(self.model.device.partition(":")[2] or 0)
+        self.where = where
+        self.device_id = int(self.model.device.partition(":")[2] or 0) if where == "cuda" else 0
 
     def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         binding = self.session.io_binding()
@@ -244,18 +278,28 @@ class _CudaIOBindingStepper(_HostStepper):
         bound = ["logits", *(name for name, _ in self.pairs)]
         binding.bind_output("logits", "cpu")
         for name in bound[1:]:
-            binding.bind_output(name, "cuda", self.device_id)
+            binding.bind_output(name, self.where, self.device_id)
         self.session.run_with_iobinding(binding)
         values = dict(zip(bound, binding.get_outputs(), strict=True))  # outputs come back in bind order
         return values["logits"].numpy(), {inp: values[name] for name, inp in self.pairs}
 
 
-def _stepper(gm: GenerativeModel, io_binding: bool | None) -> _HostStepper:
+def _stepper(gm: GenerativeModel, io_binding: bool | None, beams: bool = False) -> _HostStepper:
+    if gm.stateful:
+        if io_binding:
+            raise EdgeAIError("io_binding is for onnxruntime; a stateful OpenVINO decoder keeps its cache inside")
+        return _StatefulStepper(gm)
     info = gm.describe()
+    if beams:
+        if io_binding:
+            raise EdgeAIError("beam search reorders the cache as numpy arrays: use io_binding=False with num_beams")
+        io_binding = False
     on_cuda = info.engine == "onnxruntime" and info.devices_in_effect[0] == "CUDAExecutionProvider"
-    if io_binding and not on_cuda:
-        raise EdgeAIError(f"io_binding=True needs onnxruntime on CUDA; this decoder runs on {info.summary()}")
-    return _CudaIOBindingStepper(gm) if (on_cuda and io_binding is not False) else _HostStepper(gm)
+    if io_binding and info.engine != "onnxruntime":
+        raise EdgeAIError(f"io_binding=True needs onnxruntime; this decoder runs on {info.summary()}")
+    if io_binding or (on_cuda and io_binding is not False):
+        return _IOBindingStepper(gm, "cuda" if on_cuda else "cpu")
+    return _HostStepper(gm)
 
 
 def _as_ids(input_ids: Any, attention_mask: Any, vocab: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -280,11 +324,12 @@ def _as_ids(input_ids: Any, attention_mask: Any, vocab: int | None) -> tuple[np.
 
 def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_mask: Any = None,
              device: str = "cpu", do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int | None = None, eos_token_id: int | Sequence[int] | None = None,
+             top_p: float = 1.0, seed: int | None = None, num_beams: int = 1, length_penalty: float = 1.0,
+             repetition_penalty: float = 1.0, eos_token_id: int | Sequence[int] | None = None,
              pad_token_id: int | None = None, decoder_start_token_id: int | None = None, stop_on_eos: bool = True,
              use_cache: bool = True, keep_logits: bool = False, forced_tokens: Any = None,
              io_binding: bool | None = None, on_step: Callable[[dict[str, Any]], None] | None = None,
-             **load_options: Any) -> GenerationResult:
+             on_token: Callable[[np.ndarray], None] | None = None, **load_options: Any) -> GenerationResult:
     """Generate tokens with a KV-cache decoder (or encoder + decoder) on any edgeai device.
 
     Args:
@@ -295,6 +340,9 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
         attention_mask: ``[batch, seq]`` 0/1; pad on the left for decoder-only batches.
         device: device for paths (``cpu``, ``openvino:CPU``, ``cuda`` ...).
         do_sample, temperature, top_k, top_p, seed: sampling as in transformers (greedy by default).
+        num_beams, length_penalty: beam search as transformers' (``early_stopping=False``); the
+            cache rows are reordered after every step (inside the model when OpenVINO is stateful).
+        repetition_penalty: transformers' repetition penalty (1.0: off), on every device.
         eos_token_id, pad_token_id, decoder_start_token_id: default to the export's metadata.
         stop_on_eos: stop when every row produced EOS (False always runs ``max_new_tokens`` steps).
         use_cache: False re-runs the whole sequence every step with an empty cache (the baseline
@@ -302,9 +350,13 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
         keep_logits: keep each step's last-position logits (for parity checks).
         forced_tokens: ``[batch, steps]`` tokens to feed instead of choosing (teacher forcing, for
             per-step logit comparisons between two models).
-        io_binding: onnxruntime on CUDA only; default: on there. Untested (no GPU here).
+        io_binding: onnxruntime: keep the cache in onnxruntime's buffers between steps (default: on
+            for CUDA, untested there; off on CPU unless asked, see benchmarks/bench_llm.py).
         on_step: called with each step's decoder feeds, cache included (e.g. to collect
             calibration data from real generations); the timings include it.
+        on_token: called with each step's new tokens ``[batch]`` as they are chosen (streaming);
+            greedy and sampling only (a beam's tokens are known only at the end).
+        **load_options: for paths: ``stateful`` (OpenVINO; default on) and :func:`edgeai.load` options.
 
     Returns:
         A :class:`GenerationResult`.
@@ -317,7 +369,13 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
     cfg = gm.config
     if max_new_tokens < 1:
         raise InputMismatchError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
-    choose = _chooser(do_sample, temperature, top_k, top_p, seed)
+    choose = chooser(do_sample, temperature, top_k, top_p, seed)
+    if repetition_penalty <= 0:
+        raise InputMismatchError(f"repetition_penalty must be > 0 (1.0: off); got {repetition_penalty}")
+    beams = int(num_beams)
+    if beams < 1 or (beams > 1 and (do_sample or forced_tokens is not None or keep_logits or on_token)):
+        raise InputMismatchError(f"num_beams must be >= 1, and beam search ({num_beams} beams) does not combine with "
+                                 "sampling, forced_tokens, keep_logits or on_token (streaming)")
     ids, mask = _as_ids(input_ids, attention_mask, cfg.get("vocab_size"))
     batch = ids.shape[0]
     limit = cfg.get("max_positions")
@@ -329,8 +387,10 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
     pad = pad_token_id if pad_token_id is not None else cfg.get("pad_token_id")
     pad = pad if pad is not None else (min(eos) if eos else 0)
     forced = None if forced_tokens is None else np.asarray(forced_tokens, dtype=np.int64).reshape(batch, -1)
-    stepper = _stepper(gm, io_binding)
+    stepper = _stepper(gm, io_binding, beams > 1)
     names = {s.name for s in gm.decoder.inputs}
+    search = BeamSearch(batch, beams, max_new_tokens, eos, pad, length_penalty) if beams > 1 else None
+    rows = batch * beams  # each prompt repeated once per beam
 
     t_start = time.perf_counter()
     enc_ms = None
@@ -340,14 +400,14 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
             raise InputMismatchError("this decoder's file does not name a decoder_start_token_id; pass one")
         hidden = gm.encoder.run({"input_ids": ids, "attention_mask": mask})[gm.encoder.outputs[0].name]
         enc_ms = (time.perf_counter() - t_start) * 1e3
-        seq = np.full((batch, 1), int(start), dtype=np.int64)
-        fixed = {"encoder_attention_mask": mask, "encoder_hidden_states": hidden}
+        seq = np.full((rows, 1), int(start), dtype=np.int64)
+        fixed = {"encoder_attention_mask": np.repeat(mask, beams, axis=0),
+                 "encoder_hidden_states": np.repeat(hidden, beams, axis=0)}
     else:
-        seq, fixed = ids, {}
+        seq, fixed, mask = np.repeat(ids, beams, axis=0), {}, np.repeat(mask, beams, axis=0)
         positions = np.where(mask == 0, 0, np.cumsum(mask, axis=-1) - 1).astype(np.int64)
-    empty = stepper.empty(batch)
-    past = empty
-    unfinished = np.ones(batch, dtype=bool)
+    past = stepper.empty(rows)
+    unfinished = np.ones(rows, dtype=bool)
     new_tokens: list[np.ndarray] = []
     step_ms: list[float] = []
     kept: list[np.ndarray] = []
@@ -362,36 +422,54 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
             feeds = {"input_ids": seq[:, -window:], "attention_mask": mask}
             if "position_ids" in names:
                 feeds["position_ids"] = positions[:, -window:]
+        cache = past if (use_cache or step == 0) else stepper.empty(rows)
         if on_step is not None:
-            on_step({**feeds, **(past if use_cache else empty)})
-        logits, present = stepper.step(feeds, past if use_cache else empty)
+            on_step({**feeds, **cache})
+        logits, present = stepper.step(feeds, cache)
         last = np.asarray(logits[:, -1, :], dtype=np.float32)
-        token = forced[:, step] if forced is not None else choose(last)
-        token = np.where(unfinished, token, pad).astype(np.int64)
+        if search is not None:
+            token, beam_idx = search.step(repetition_penalty_of(log_softmax(last), seq, repetition_penalty))
+            seq, present = seq[beam_idx], stepper.reorder(present, beam_idx)
+        else:
+            token = forced[:, step] if forced is not None else choose(
+                repetition_penalty_of(last, seq, repetition_penalty))
+            token = np.where(unfinished, token, pad).astype(np.int64)
         past = present
         seq = np.concatenate([seq, token[:, None]], axis=1)
         if not gm.is_seq2seq:
-            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+            mask = np.concatenate([mask, np.ones((rows, 1), dtype=np.int64)], axis=1)
             positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
         new_tokens.append(token)
         if keep_logits:
             kept.append(last)
+        if on_token is not None:
+            on_token(token)
         unfinished &= ~np.isin(token, list(eos))
         now = time.perf_counter()
         step_ms.append((now - t0) * 1e3)
         if step == 0:
             ttft = (now - t_start) * 1e3
-        if not unfinished.any():
+        if search is not None and search.done:
+            break
+        if search is None and not unfinished.any():
             stop = "eos"
             break
         if forced is not None and step + 1 >= forced.shape[1]:
             break
     total = (time.perf_counter() - t_start) * 1e3
+    tokens = np.stack(new_tokens, axis=1)
+    how: dict[str, Any] = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                           "seed": seed} if do_sample else {"do_sample": False}
+    if search is not None:
+        tokens, _ = search.best()
+        stop = "eos" if eos and np.isin(tokens, list(eos)).any(axis=1).all() else "max_new_tokens"
+        how.update(num_beams=beams, length_penalty=length_penalty)
+    if repetition_penalty != 1.0:
+        how["repetition_penalty"] = repetition_penalty
     return GenerationResult(
-        np.stack(new_tokens, axis=1), ids, tuple(step_ms), ttft, total, stop, gm.describe().to_dict(),
-        gm.encoder.describe().to_dict() if gm.is_seq2seq else None, enc_ms, use_cache,
-        {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
-        if do_sample else {"do_sample": False}, tuple(kept) if keep_logits else None)
+        tokens, ids, tuple(step_ms), ttft, total, stop, gm.describe().to_dict(),
+        gm.encoder.describe().to_dict() if gm.is_seq2seq else None, enc_ms, use_cache, how,
+        tuple(kept) if keep_logits else None)
 
 
 @dataclass(frozen=True)
@@ -436,6 +514,42 @@ def benchmark_generation(model: Any, *, name: str | None = None, prompt_len: int
     rate = float(np.median([r.tokens_per_s for r in results]))
     label = name or str(getattr(gm.decoder, "source", None) or "model")
     return GenerationBench(label, prompt_len, new_tokens, rounds, ttft, steps, rate, use_cache, results[0].runtime)
+
+
+def prefill_logits(model: Any, input_ids: Any, *, device: str = "cpu", **load_options: Any) -> np.ndarray:
+    """Logits ``[batch, seq, vocab]`` for every position of ``input_ids`` in one step from an empty
+    cache (decoder-only): what perplexity is computed from. Uses the same step as :func:`generate`."""
+    gm = load_generative(model, device, **load_options)
+    if gm.is_seq2seq:
+        raise InputMismatchError("prefill_logits scores a decoder-only model's own tokens; this is an encoder-decoder")
+    ids, mask = _as_ids(input_ids, None, gm.config.get("vocab_size"))
+    stepper = _stepper(gm, False)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if "position_ids" in {s.name for s in gm.decoder.inputs}:
+        feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1]), ids.shape).astype(np.int64).copy()
+    logits, _ = stepper.step(feeds, stepper.empty(ids.shape[0]))
+    return np.asarray(logits, dtype=np.float32)
+
+
+def decode_rates(models: dict[str, Any], prompt: Any, new_tokens: int = 16, *, device: str = "cpu",
+                 rounds: int = 3, warmup: int = 1) -> dict[str, Any]:
+    """Greedy decode tokens/s of several models, measured interleaved (each round runs every model in
+    turn, so load on the machine hits all alike); speed-up of each over the first, median of per-round
+    ratios. For choosing between configs (``auto``); benchmarks use :func:`benchmark_generation`.
+    """
+    loaded = {name: load_generative(m, device) for name, m in models.items()}
+    first = next(iter(loaded))
+    per_round: dict[str, list[float]] = {name: [] for name in loaded}
+    for r in range(warmup + rounds):
+        for name, gm in loaded.items():
+            rate = generate(gm, prompt, max(new_tokens, 2), stop_on_eos=False).tokens_per_s or 0.0
+            if r >= warmup:
+                per_round[name].append(rate)
+    ratios = {name: float(np.median([c / b for c, b in zip(v, per_round[first], strict=True) if b > 0] or [0.0]))
+              for name, v in per_round.items()}
+    return {"tokens_per_s": {n: round(float(np.median(v)), 1) for n, v in per_round.items()},
+            "speedup": {n: round(v, 3) for n, v in ratios.items()}, "rounds": rounds, "device": device,
+            "new_tokens": new_tokens}
 
 
 def load_tokenizer(path: str | os.PathLike) -> Any:

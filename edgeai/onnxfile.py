@@ -279,8 +279,12 @@ _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Mat
 
 
 def graph_precision(model: Any) -> str:
-    """'int8' if the graph quantizes, 'f16' if its weights are float16, else 'f32'."""
+    """'int4' with 4-bit weights (MatMulNBits), 'int8' if the graph quantizes, 'f16' if its weights are
+    float16, else 'f32'."""
     ops = {n.op_type for n in model.graph.node}
+    if "MatMulNBits" in ops:
+        bits = {a.i for n in model.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"}
+        return "int4" if (bits or {4}) & {2, 4} else "int8"
     if ops & _INT8_OPS:
         return "int8"
     types = Counter(i.data_type for i in model.graph.initializer)

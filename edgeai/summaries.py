@@ -100,6 +100,27 @@ def print_quantize(result: Any, device: str) -> None:
         c.print(f"note: {n}")
 
 
+def print_generation_quantize(result: Any, device: str) -> None:
+    """A decoder's quantization: sizes, the generation verdict, and what ``auto`` tried."""
+    c = console()
+    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"],
+                  [("size KB", result.size_before / 1024, result.size_after / 1024),
+                   ("greedy token agreement", 1.0, result.parity.token_agreement),
+                   ("step logit cosine (worst)", 1.0, result.parity.worst_cosine)]))
+    part = result.parts["decoder"]
+    if part.candidates:
+        c.print(table(f"auto: configs tried (judged by generation on {device})",
+                      ["config", "passed", "token agreement", "worst cosine", "tokens/s", "speed-up", "error"],
+                      [(r["name"], r["passed"], r.get("token_agreement"), r.get("worst_cosine"), r.get("tokens_per_s"),
+                        r.get("speedup"), (r.get("error") or "")[:60]) for r in part.candidates]))
+    c.print(result.parity.verdict())
+    for role, p in result.parts.items():
+        if p.config:
+            c.print(f"{role} config: {p.config}")
+        for n in p.notes:
+            c.print(f"note: {n}")
+
+
 def print_run(summary: dict[str, Any]) -> None:
     c = console()
     c.print(f"ran on {summary['ran_on']}")
@@ -240,6 +261,34 @@ def print_demo(results: dict[str, Any]) -> None:
     c.print(f"CPU: {cpu['model']}, features {', '.join(cpu['features'])}")
     c.print(f"wrote {results['files']['json']} and {results['files']['plot']} "
             f"(models: {results['files']['fp32']}, {results['files']['int8']}); took {results['wall_seconds']}s")
+
+
+class TokenStream:
+    """``edgeai generate --stream``: prints each new token's text as it is decoded (ids without a tokenizer).
+
+    The text is decoded from all new tokens each time and only the part not printed yet is written,
+    so tokens that are half a character or a leading space come out right.
+    """
+
+    def __init__(self, tokenizer: Any = None, out: Any = None):
+        import sys
+
+        self.tokenizer, self.out, self.tokens, self.shown = tokenizer, out or sys.stdout, [], ""
+
+    def __call__(self, token: Any) -> None:
+        self.tokens.append(int(token[0]))
+        if self.tokenizer is None:
+            self.out.write(("," if len(self.tokens) > 1 else "") + str(self.tokens[-1]))
+        else:
+            text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            if text.startswith(self.shown) and not text.endswith("\ufffd"):  # wait out half a character
+                self.out.write(text[len(self.shown):])
+                self.shown = text
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\n")
+        self.out.flush()
 
 
 def print_generation(result: Any, new: list[int], text: str | None) -> None:

@@ -28,11 +28,17 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Sampling seed")] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep the KV cache (--no-cache re-runs "
                                         "the whole sequence every step)")] = True,
+    num_beams: Annotated[int, typer.Option(help="Beam search with this many beams (1: greedy/sampling)")] = 1,
+    repetition_penalty: Annotated[float, typer.Option(help="Penalize tokens already in the sequence (1.0: off)")
+                                  ] = 1.0,
+    stream: Annotated[bool, typer.Option("--stream", help="Print text (or ids) as each token is decoded")] = False,
+    stateful: Annotated[bool | None, typer.Option("--stateful/--stateless", help="OpenVINO: keep the KV cache "
+                                                  "inside the infer request (default) or feed it each step")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate tokens with a KV-cache export on a device; reports time to first token and tokens/s.
 
-    Example: edgeai generate gpt2.onnx --prompt-ids 5,6,7 --max-new-tokens 32 --device openvino:CPU
+    Example: edgeai generate gpt2.onnx --prompt "Once upon" --tokenizer tok/ --stream --device openvino:CPU
     """
     import edgeai
     from edgeai import generation, summaries
@@ -43,8 +49,16 @@ def generate(
     if prompt is not None and tok is None:
         raise EdgeAIError("--prompt needs --tokenizer DIR (a local tokenizer folder); or pass --prompt-ids")
     ids = generation.parse_token_ids(prompt_ids) if prompt_ids is not None else list(tok(prompt)["input_ids"])
+    if stream and (json_out or num_beams > 1):
+        raise EdgeAIError("--stream prints tokens as they are decoded: not with --json, nor with --num-beams > 1 "
+                          "(a beam's tokens are known only at the end)")
+    printer = summaries.TokenStream(tok) if stream else None
+    options = {"stateful": stateful} if stateful is not None else {}
     result = edgeai.generate(model, [ids], max_new_tokens, device=device, do_sample=sample, temperature=temperature,
-                             top_k=top_k, top_p=top_p, seed=seed, use_cache=cache)
+                             top_k=top_k, top_p=top_p, seed=seed, use_cache=cache, num_beams=num_beams,
+                             repetition_penalty=repetition_penalty, on_token=printer, **options)
+    if printer is not None:
+        printer.close()
     new = result.tokens[0].tolist()
     text = tok.decode(new, skip_special_tokens=True) if tok is not None else None
     if json_out:

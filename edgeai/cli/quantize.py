@@ -20,14 +20,16 @@ from edgeai.cli.options import (
     alias,
     task_limits,
 )
+from edgeai.errors import EdgeAIError
 
 
 @app.command()
 @command
 def quantize(
-    src: Annotated[Path, typer.Argument(help="FP32 .onnx file")],
+    src: Annotated[Path, typer.Argument(help="FP32 .onnx file (or an encoder-decoder folder)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output .onnx path")],
-    mode: Annotated[str, typer.Option(help="dynamic | static | fp16 | openvino-int8 | auto")] = "auto",
+    mode: Annotated[str, typer.Option(help="dynamic | static | fp16 | openvino-int8 | int4 | int8-weights | auto")
+                    ] = "auto",
     calib: CalibOpt = None,
     data: DataOpt = None,
     device: Annotated[str, typer.Option(help="Device for parity and latency (auto: the target)")] = "cpu",
@@ -39,11 +41,23 @@ def quantize(
     per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight granularity")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeat)")] = None,
     min_speedup: Annotated[float | None, typer.Option(help="auto: INT8 must be this much faster than FP32")] = None,
+    block_size: Annotated[int | None, typer.Option(help="int4/int8-weights: input channels per scale")] = None,
+    symmetric: Annotated[bool | None, typer.Option("--symmetric/--asymmetric",
+                                                   help="int4/int8-weights: weight zero points or not")] = None,
+    ratio: Annotated[float | None, typer.Option(help="int4: share of weights in INT4, the rest INT8")] = None,
+    engine: Annotated[str | None, typer.Option(help="int4/int8-weights: onnxruntime (MatMulNBitsQuantizer) | "
+                                               "nncf (compress_weights); default by --device")] = None,
+    accuracy_level: Annotated[int | None, typer.Option(help="int4/int8-weights on onnxruntime: MatMulNBits "
+                                                       "compute (4: INT8 activations, 0: FP32)")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Decoders: tokens per prompt the generation judge runs")] = 32,
     force: Annotated[bool, typer.Option(help="Write the file even if parity fails")] = False,
     json_out: JsonOpt = False,
     old_eval: Annotated[str | None, typer.Option("--eval", hidden=True, help="Old spelling of --data")] = None,
 ) -> None:
     """Quantize an ONNX model and prove it still matches the original (exit 1 if it does not).
+
+    A KV-cache decoder (text-generation-with-past, or an encoder-decoder folder) is judged by
+    generation instead: greedy token agreement and per-step logit cosine on prompts.
 
     Example: edgeai quantize cnn.onnx -o cnn.int8.onnx --mode auto --calib calib.npz --data eval.npz --device openvino:CPU
     """
@@ -62,10 +76,28 @@ def quantize(
         options["nodes_to_exclude"] = list(exclude)
     if min_speedup is not None:
         options["min_speedup"] = min_speedup
+    weight_options = {"block_size": block_size, "symmetric": symmetric, "ratio": ratio, "engine": engine,
+                      "accuracy_level": accuracy_level}
+    if mode in ("int4", "int8-weights"):
+        options.update({k: v for k, v in weight_options.items() if v is not None})
+        options.setdefault("engine", "nncf" if device.startswith("openvino") else "onnxruntime")
+    elif any(v is not None for v in weight_options.values()):
+        raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine and --accuracy-level apply to --mode int4 "
+                          f"and int8-weights; got --mode {mode}")
+    decoder = is_generation_export(src)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = edgeai.quantize(src, output, mode=mode, calibration=calib, eval_inputs=data, device=device,
-                                 tolerance=limits or None, force=force, **options)
+        if decoder:
+            from edgeai.generate_parity import quantize_generation
+
+            if data is not None:
+                raise EdgeAIError("a KV-cache decoder is judged by generation on prompts; --data does not apply")
+            judge = {"min_cosine": min_cosine} if min_cosine is not None else {}
+            result = quantize_generation(src, output, mode=mode, device=device, max_new_tokens=max_new_tokens,
+                                         force=force, calibration=calib, **judge, **options)
+        else:
+            result = edgeai.quantize(src, output, mode=mode, calibration=calib, eval_inputs=data, device=device,
+                                     tolerance=limits or None, force=force, **options)
     seen = set()
     for w in caught:  # ours (random calibration, fallbacks) once each; library chatter only with --debug
         text = str(w.message)
@@ -74,4 +106,15 @@ def quantize(
             echo_warning(text)
     if json_out:
         return print_json(result)
+    if decoder:
+        return summaries.print_generation_quantize(result, device)
     summaries.print_quantize(result, device)
+
+
+def is_generation_export(path: Path) -> bool:
+    """A KV-cache decoder file (edgeai's generation metadata) or an encoder-decoder folder."""
+    from edgeai.onnxfile import load_proto, read_metadata
+
+    if path.is_dir():
+        return (path / "decoder.onnx").is_file()
+    return path.is_file() and bool(read_metadata(load_proto(path)).get("generation"))

@@ -1,8 +1,9 @@
 """Quantization: each mode is one module; ``quantize()`` runs it, checks parity, and writes the file.
 
 Modes: ``dynamic`` and ``static`` (onnxruntime.quantization), ``fp16`` (onnxconverter-common's
-float16 converter), ``openvino-int8`` (NNCF post-training quantization), ``auto`` (an
-accuracy-aware search over those). No mode hands out a file that failed its parity check unless
+float16 converter), ``openvino-int8`` (NNCF post-training quantization), ``int4`` and
+``int8-weights`` (weight-only: onnxruntime's MatMulNBitsQuantizer or NNCF compress_weights, see
+:mod:`edgeai.quantization.weight_only`), ``auto`` (an accuracy-aware search over those). No mode hands out a file that failed its parity check unless
 ``force=True``; the parity numbers are written into the file's metadata either way.
 """
 
@@ -56,7 +57,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
     Args:
         src: the FP32 ``.onnx`` file (never modified).
         dst: where to write the quantized ``.onnx`` file (atomically).
-        mode: ``dynamic``, ``static``, ``fp16``, ``openvino-int8`` or ``auto``.
+        mode: ``dynamic``, ``static``, ``fp16``, ``openvino-int8``, ``int4``, ``int8-weights`` or ``auto``
+            (KV-cache decoders: use :func:`edgeai.generate_parity.quantize_generation`, which the CLI
+            picks for them, so they are judged by generation).
         calibration: data for static/openvino-int8/auto (see ``edgeai.quantization.calibration``): a
             folder of ``.npy``/``.npz``, a ``.npz`` with a leading sample axis, ``"pkg.mod:callable"``,
             ``"random:N"``, or a list of feed dicts; ``None`` means random samples, with a warning.
@@ -74,7 +77,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str, calib
         **options: mode options, e.g. ``per_channel``, ``reduce_range``, ``calibrate_method``,
             ``activation_type``, ``weight_type``, ``nodes_to_exclude`` (static/dynamic/openvino-int8);
             ``keep_io_types``, ``op_block_list`` (fp16); ``preset``, ``model_type`` (openvino-int8);
-            ``candidates``, ``min_speedup``, ``max_excluded_fraction`` (auto).
+            ``candidates``, ``min_speedup``, ``max_excluded_fraction`` (auto); ``block_size``,
+            ``symmetric``, ``ratio``, ``accuracy_level``, ``engine``, ``output_projection`` (int4,
+            int8-weights).
 
     Raises:
         ModelLoadError: ``src`` is missing or not ONNX.

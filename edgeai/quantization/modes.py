@@ -19,6 +19,8 @@ MODES: dict[str, str] = {
     "static": "edgeai.quantization.static:quantize_static",
     "fp16": "edgeai.quantization.fp16:convert_fp16",
     "openvino-int8": "edgeai.quantization.openvino:quantize_openvino",
+    "int4": "edgeai.quantization.weight_only:quantize_int4",
+    "int8-weights": "edgeai.quantization.weight_only:quantize_int8_weights",
     "auto": "edgeai.quantization.auto:quantize_auto",
 }
 

@@ -117,7 +117,9 @@ class OpenVINORuntime:
         self._source: Any = model_bytes if model_bytes is not None and not external else str(path)
         del proto
         try:
-            model = core().read_model(self._source)
+            model = self._prepare(core().read_model(self._source))
+        except EdgeAIError:
+            raise
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
@@ -145,6 +147,7 @@ class OpenVINORuntime:
             config["CACHE_DIR"] = str(cache_dir)
         if base in ("AUTO", "MULTI", "HETERO"):
             config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
+        config.update(self._compile_config(base))
         cached_before = _blobs(cache_dir)
         t0 = time.perf_counter()
         try:
@@ -174,6 +177,14 @@ class OpenVINORuntime:
         self._recompile_lock = threading.Lock()
         self.recompiles = 0  # times a failed run made us recompile (see _recompile_after_failure)
 
+    def _prepare(self, model: Any) -> Any:
+        """A hook for subclasses to transform the ``ov.Model`` before it is compiled (e.g. stateful)."""
+        return model
+
+    def _compile_config(self, base: str) -> dict[str, Any]:
+        """A hook for subclasses to add compile properties for device ``base`` (CPU, GPU, ...)."""
+        return {}
+
     def _prop(self, name: str) -> Any:
         try:
             value = self.compiled.get_property(name)
@@ -191,7 +202,7 @@ class OpenVINORuntime:
         if requested not in ("auto", name) and self._target.split(".")[0] not in ("AUTO", "MULTI", "HETERO"):
             raise DeviceUnavailableError(f"asked for precision {requested} on {self.device} but OpenVINO uses {name}")
         # An INT8 graph runs INT8 kernels whatever the float hint says.
-        return f"int8+{name}" if self._graph_precision == "int8" else name
+        return f"{self._graph_precision}+{name}" if self._graph_precision in ("int8", "int4") else name
 
     def _request(self) -> Any:
         """This thread's infer request on the current compiled model (made on first use)."""
@@ -214,7 +225,7 @@ class OpenVINORuntime:
             if self.compiled is not failed_on:
                 return  # another thread has already replaced it
             try:
-                model = core().read_model(self._source)
+                model = self._prepare(core().read_model(self._source))
                 if self._static:
                     model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
                 self.compiled = core().compile_model(model, self._target, self._config)
