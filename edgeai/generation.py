@@ -31,6 +31,7 @@ from edgeai.onnxfile import load_proto, read_metadata
 from edgeai.registry import import_attr
 from edgeai.runtimes import load, parse_device
 from edgeai.runtimes.base import Model
+from edgeai.steppers import stepper_for
 from edgeai.timing import LatencyStats
 
 PAST, PRESENT = "past_key_values.", "present."
@@ -203,105 +204,6 @@ def _eos_set(eos: Any) -> set[int]:
     return {int(eos)} if isinstance(eos, (int, np.integer)) else {int(e) for e in eos}
 
 
-class _HostStepper:
-    """One step through ``Model.run``: feeds and cache are numpy arrays (every engine, every device)."""
-
-    def __init__(self, gm: GenerativeModel):
-        self.model, self.pairs = gm.decoder, gm.cache_names()
-
-    def empty(self, batch: int) -> dict[str, Any]:
-        out = {}
-        for s in self.model.inputs:
-            if s.name.startswith(PAST):
-                if not (isinstance(s.shape[1], int) and isinstance(s.shape[3], int)):
-                    raise ModelLoadError(f"cache input {s} needs fixed head and head-size dims to start empty")
-                out[s.name] = np.zeros((batch, s.shape[1], 0, s.shape[3]), dtype=s.dtype)
-        return out
-
-    def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        out = self.model.run({**feeds, **past})
-        return out["logits"], {inp: out[name] for name, inp in self.pairs}
-
-    def reorder(self, past: dict[str, Any], beam_idx: np.ndarray) -> dict[str, Any]:
-        """Beam search: row i of the next step's cache is row ``beam_idx[i]`` of this one."""
-        return {name: value[beam_idx] for name, value in past.items()}
-
-
-class _StatefulStepper(_HostStepper):
-    """OpenVINO stateful: the cache lives in the infer request; ``past`` is always empty here.
-
-    ``empty`` starts a sequence (resets the state); a beam reorder is fed as ``beam_idx`` with the
-    next step, where the model gathers its own cache rows.
-    """
-
-    def __init__(self, gm: GenerativeModel):
-        super().__init__(gm)
-        self.runtime = gm.decoder.runtime
-        self.beam_idx: np.ndarray | None = None
-
-    def empty(self, batch: int) -> dict[str, Any]:
-        self.runtime.reset()
-        self.beam_idx = None
-        return {}
-
-    def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        logits = self.runtime.step(feeds, self.beam_idx)
-        self.beam_idx = None
-        return logits, {}
-
-    def reorder(self, past: dict[str, Any], beam_idx: np.ndarray) -> dict[str, Any]:
-        self.beam_idx = np.asarray(beam_idx, dtype=np.int32)
-        return past
-
-
-class _IOBindingStepper(_HostStepper):
-    """onnxruntime with IO binding: the cache stays in onnxruntime's own buffers (OrtValues) between
-    steps, on the GPU for CUDA, in onnxruntime's CPU arena otherwise; only logits become numpy.
-
-    CUDA: UNTESTED (no GPU where this was written). CPU: tested for equal tokens; whether it pays
-    is measured in benchmarks/bench_llm.py (it saves one copy of the cache per step).
-    """
-
-    def __init__(self, gm: GenerativeModel, where: str):
-        super().__init__(gm)
-        self.session = self.model.runtime.session
-        self.where = where
-        self.device_id = int(self.model.device.partition(":")[2] or 0) if where == "cuda" else 0
-
-    def step(self, feeds: dict[str, Any], past: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        binding = self.session.io_binding()
-        for name, arr in {**feeds, **past}.items():
-            if isinstance(arr, np.ndarray):
-                binding.bind_cpu_input(name, np.ascontiguousarray(arr))
-            else:
-                binding.bind_ortvalue_input(name, arr)
-        bound = ["logits", *(name for name, _ in self.pairs)]
-        binding.bind_output("logits", "cpu")
-        for name in bound[1:]:
-            binding.bind_output(name, self.where, self.device_id)
-        self.session.run_with_iobinding(binding)
-        values = dict(zip(bound, binding.get_outputs(), strict=True))  # outputs come back in bind order
-        return values["logits"].numpy(), {inp: values[name] for name, inp in self.pairs}
-
-
-def _stepper(gm: GenerativeModel, io_binding: bool | None, beams: bool = False) -> _HostStepper:
-    if gm.stateful:
-        if io_binding:
-            raise EdgeAIError("io_binding is for onnxruntime; a stateful OpenVINO decoder keeps its cache inside")
-        return _StatefulStepper(gm)
-    info = gm.describe()
-    if beams:
-        if io_binding:
-            raise EdgeAIError("beam search reorders the cache as numpy arrays: use io_binding=False with num_beams")
-        io_binding = False
-    on_cuda = info.engine == "onnxruntime" and info.devices_in_effect[0] == "CUDAExecutionProvider"
-    if io_binding and info.engine != "onnxruntime":
-        raise EdgeAIError(f"io_binding=True needs onnxruntime; this decoder runs on {info.summary()}")
-    if io_binding or (on_cuda and io_binding is not False):
-        return _IOBindingStepper(gm, "cuda" if on_cuda else "cpu")
-    return _HostStepper(gm)
-
-
 def _as_ids(input_ids: Any, attention_mask: Any, vocab: int | None) -> tuple[np.ndarray, np.ndarray]:
     ids = np.asarray(input_ids.detach().cpu().numpy() if hasattr(input_ids, "detach") else input_ids)
     if ids.ndim == 1:
@@ -387,7 +289,7 @@ def generate(model: Any, input_ids: Any, max_new_tokens: int = 32, *, attention_
     pad = pad_token_id if pad_token_id is not None else cfg.get("pad_token_id")
     pad = pad if pad is not None else (min(eos) if eos else 0)
     forced = None if forced_tokens is None else np.asarray(forced_tokens, dtype=np.int64).reshape(batch, -1)
-    stepper = _stepper(gm, io_binding, beams > 1)
+    stepper = stepper_for(gm, io_binding, beams > 1)
     names = {s.name for s in gm.decoder.inputs}
     search = BeamSearch(batch, beams, max_new_tokens, eos, pad, length_penalty) if beams > 1 else None
     rows = batch * beams  # each prompt repeated once per beam
@@ -523,7 +425,7 @@ def prefill_logits(model: Any, input_ids: Any, *, device: str = "cpu", **load_op
     if gm.is_seq2seq:
         raise InputMismatchError("prefill_logits scores a decoder-only model's own tokens; this is an encoder-decoder")
     ids, mask = _as_ids(input_ids, None, gm.config.get("vocab_size"))
-    stepper = _stepper(gm, False)
+    stepper = stepper_for(gm, False)
     feeds = {"input_ids": ids, "attention_mask": mask}
     if "position_ids" in {s.name for s in gm.decoder.inputs}:
         feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1]), ids.shape).astype(np.int64).copy()
