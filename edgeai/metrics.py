@@ -210,7 +210,12 @@ def _per_sample(values: list[np.ndarray]) -> np.ndarray:
     """[samples, features] in float64: axis 0 of each array is its batch (0-d: one sample)."""
     rows = [a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
             for a in values]
-    return np.concatenate([np.asarray(r, np.float64) for r in rows]) if rows else np.zeros((0, 1))
+    if not rows:
+        return np.zeros((0, 1))
+    width = max(r.shape[1] for r in rows)
+    # Feeds of different lengths (a sequence axis that varies between feeds) give rows of different
+    # widths: pad with zeros on both sides alike, which changes neither a cosine nor a difference.
+    return np.concatenate([np.pad(np.asarray(r, np.float64), ((0, 0), (0, width - r.shape[1]))) for r in rows])
 
 
 def _pairs(refs: list[np.ndarray], cands: list[np.ndarray], name: str) -> None:

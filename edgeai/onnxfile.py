@@ -24,7 +24,8 @@ from edgeai.specs import TensorSpec
 METADATA_KEY = "edgeai"
 
 # Protobuf cannot serialize a single message over 2 GiB; larger models keep weights beside them.
-ONNX_PROTOBUF_LIMIT = 2**31 - 1
+ONNX_PROTOBUF_LIMIT = 2**31 - 1  # above this, a written model keeps its weights in external data
+PROTOBUF_MAX_BYTES = 2**31 - 1  # what protobuf itself can parse: a larger .onnx file is not valid
 
 
 def load_proto(path: str | os.PathLike, *, load_external_data: bool = False, data: bytes | None = None) -> Any:
@@ -76,7 +77,7 @@ def _read_model_bytes(p: Path) -> bytes:
         raise ModelLoadError(f"{p} is a folder, not an ONNX file (a bundle folder needs manifest.json)")
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with `edgeai export`")
-    if st.st_size > ONNX_PROTOBUF_LIMIT:
+    if st.st_size > PROTOBUF_MAX_BYTES:
         raise ModelLoadError(f"{p} is {st.st_size} bytes, over the 2 GiB a protobuf message can hold; it is not a "
                              "valid ONNX file (large models keep their weights in external data)")
     with open_regular(p, "model file", ModelLoadError) as f:  # FIFOs, devices and sockets are refused here

@@ -20,6 +20,7 @@ HEAVY = ("torch", "openvino", "nncf", "transformers")
 BOUNDARY = {
     "edgeai.runtimes.torch": {"torch"},
     "edgeai.runtimes.openvino": {"openvino"},
+    "edgeai.runtimes.openvino_stateful": {"openvino"},
     "edgeai.exporters.torch_onnx": {"torch"},
     "edgeai.exporters.generation": {"torch"},
     "edgeai.hf_tasks": {"torch"},
