@@ -333,7 +333,7 @@ def test_already_quantized_input_is_refused(static_int8, tmp_path):
 def test_unknown_mode_option_and_mismatched_calibration(trained_cnn, tmp_path):
     _, fp32 = trained_cnn
     with pytest.raises(QuantizationError, match="unknown mode"):
-        edgeai.quantize(fp32, tmp_path / "x.onnx", mode="int4")
+        edgeai.quantize(fp32, tmp_path / "x.onnx", mode="int3")
     with pytest.raises(QuantizationError, match="unknown option"):
         edgeai.quantize(fp32, tmp_path / "x.onnx", mode="static", calibration="random:2", bits=4)
     with pytest.raises(InputMismatchError, match="model takes"):
