@@ -103,7 +103,9 @@ def prepare_matmuls(model: Any, fold_shared: bool = True) -> tuple[Any, int]:
     if changed:
         # Drop what nothing reads any more (the Transposes, untransposed Gemm weights).
         _prune(model)
-        onnx.checker.check_model(model)  # cheap structural check of the rewrite
+        # The checker serializes the model: impossible past protobuf's 2 GB (ByteSize() raises too).
+        if sum(len(t.raw_data) for t in graph.initializer) < 2**31 - 2**26:
+            onnx.checker.check_model(model)  # a cheap structural check of the rewrite
     return model, changed
 
 
@@ -120,6 +122,14 @@ def _prune(model: Any) -> None:
     alive = [t for t in graph.initializer if t.name in needed]
     graph.ClearField("initializer")
     graph.initializer.extend(alive)
+
+
+def tied_heads(model: Any) -> list[str]:
+    """MatMuls whose weight is ``Transpose(constant)`` (a tied output head left unfolded)."""
+    inits = {t.name for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in producers
+            and producers[n.input[1]].op_type == "Transpose" and producers[n.input[1]].input[0] in inits]
 
 
 def weight_matmuls(model: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -324,9 +334,16 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     notes: list[str] = []
     # onnxruntime keeps the embedding's Gather in float (its Gather quantization is 4-bit only and
     # needs opset 21), so a tied head stays a Transpose of it, in float; NNCF compresses both.
-    model, changed = prepare_matmuls(onnx.load(str(src)), fold_shared=engine == "nncf")
+    model = onnx.load(str(src))
+    # NNCF's ONNX backend holds the model in one protobuf (2 GB at most): a second copy of a large
+    # tied embedding would not fit, so then the head is left to read the embedding, in float.
+    fold = engine == "nncf" and sum(len(t.raw_data) for t in model.graph.initializer) < 2**30
+    model, changed = prepare_matmuls(model, fold_shared=fold)
     if changed:
         notes.append(f"{changed} Gemm/Transpose weight node(s) rewritten as MatMul on constant weights first")
+    tied = tied_heads(model)
+    if tied and engine == "nncf":
+        notes.append(f"tied output head {tied} kept in float (model too large to store a folded copy for NNCF)")
     layers = weight_matmuls(model)
     if not layers:
         raise QuantizationError(f"{src} has no MatMul with a constant 2-D weight: nothing to compress "
@@ -334,7 +351,7 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     block = _block_for([s for _, s in layers], block_size)
     if block != block_size:
         notes.append(f"block_size {block_size} does not divide every layer's input size; used {block}")
-    excluded = list(nodes_to_exclude or [])
+    excluded = list(nodes_to_exclude or []) + (tied if engine == "nncf" else [])
     head_mode = output_projection or ("int8" if bits == 4 else "same")
     if head_mode not in ("int8", "float", "same"):
         raise QuantizationError(f"output_projection must be int8, float or same; got {output_projection!r}")
