@@ -99,30 +99,10 @@ def export_graph(model: Any, example_inputs: Any = None, path: str | os.PathLike
            output_names: Sequence[str] | None = None, task: str | None = None, atol: float = 1e-4,
            validation_dims: Mapping[str, int] | None = None, simplify: bool = False,
            weights: str | os.PathLike | None = None) -> ExportResult:
-    """Export a PyTorch model to one ONNX graph and validate it against the original (see :func:`edgeai.export`).
+    """Export a PyTorch model to one ONNX graph and validate it against the original.
 
-    Args:
-        model: an ``nn.Module`` or a source string (``zoo:cnn``, ``pkg.mod:factory``,
-            ``file.py:factory``, ``model.pt2``, a transformers folder with ``task``).
-        example_inputs: example tensors (tuple, or dict by input name) for an ``nn.Module``.
-        path: where to write the ``.onnx`` file (atomically; >2 GB models keep their weights in
-            ``<path>.data`` beside it).
-        dynamic_axes: ``{input: {axis: symbol}}``; by default axis 0 of every input is ``batch``
-            and sources with known specs (zoo, transformers) keep their own symbols.
-        opset: ONNX opset (default 18 for dynamo, 17 for TorchScript).
-        exporter: ``auto`` (dynamo, then TorchScript if dynamo fails or does not validate),
-            ``dynamo`` or ``torchscript``.
-        validate: run the file on onnxruntime CPU against PyTorch at unseen dims.
-        inputs: input specs where the source has none (``--input-spec`` on the CLI).
-        task: the transformers task for a model folder (feature-extraction, fill-mask, ...).
-        atol: absolute tolerance of the validation (cosine must also be >= 0.9999).
-        simplify: run onnxslim over the exported graph (constant folding, dead nodes).
-        weights: a state dict (``.safetensors``, or a ``torch.save`` file read with
-            ``weights_only=True``) to load into a factory's, zoo entry's or module's parameters.
-
-    Raises:
-        ModelLoadError: the source cannot be resolved.
-        ExportError: every exporter failed, or the file does not match PyTorch; nothing is written.
+    The arguments, return value and errors are those of :func:`edgeai.export`, which dispatches
+    here for every task that is not a KV-cache decoder.
     """
     if exporter not in ("auto", *EXPORTERS):
         raise ExportError(f"unknown exporter {exporter!r}; use auto, {', '.join(EXPORTERS)}")
