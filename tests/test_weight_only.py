@@ -14,6 +14,8 @@ import pytest
 import edgeai
 from edgeai.errors import QuantizationError
 from edgeai.generate_parity import quantize_generation
+from edgeai.generation import load_generative
+from edgeai.quantization.weight_only import tied_heads
 
 from conftest import DEVICES
 
@@ -59,21 +61,73 @@ def test_int4_files_load_and_generate_on_both_engines(decoders, tmp_path, family
     assert all(np.array_equal(t, tokens["cpu"]) for t in tokens.values())
 
 
-def test_gemm_rewritten_tied_head_left_float_untied_head_int8(decoders, tmp_path):
+def nbits(path) -> dict[str, int]:
+    return {n.name: {a.name: a.i for a in n.attribute}["bits"] for n in onnx.load(str(path)).graph.node
+            if n.op_type == "MatMulNBits"}
+
+
+def test_int4_head_is_int4_tied_head_gets_its_own_copy(decoders, tmp_path):
+    """onnxruntime INT4: the logits MatMul is INT4 too (a float head cost more per token than every INT4
+    layer together on a 0.5B decoder); GPT-2's tied head gets its own copy, its embedding stays float."""
     gpt2 = quantize_generation(decoders["gpt2"], tmp_path / "gpt2.int4.onnx", mode="int4", block_size=32,
                                max_new_tokens=8, force=True)
     assert "Gemm" in ops(decoders["gpt2"]) and "Gemm" not in ops(tmp_path / "gpt2.int4.onnx")
     assert any("rewritten as MatMul" in n for n in gpt2.parts["decoder"].notes)
-    # GPT-2's head is tied to the embedding (a Transpose of it): onnxruntime leaves it in float.
-    assert gpt2.parts["decoder"].config["output_projection"]["node"] is None
+    config = gpt2.parts["decoder"].config
+    head = config["output_projection"]["node"]
+    assert head and config["output_projection"]["kept"] == "same" and config["int8_layers"] == []
+    model = onnx.load(str(tmp_path / "gpt2.int4.onnx"))
+    assert not tied_heads(model)  # the head reads its own quantized copy, not Transpose(embedding)
+    floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2}
+    assert any(n.op_type == "Gather" and n.input[0] in floats for n in model.graph.node)  # embedding: float
+    assert set(nbits(tmp_path / "gpt2.int4.onnx").values()) == {4}
+
     llama = quantize_generation(decoders["llama"], tmp_path / "llama.int4.onnx", mode="int4", block_size=32,
                                 max_new_tokens=8, force=True)
     config = llama.parts["decoder"].config
+    assert config["output_projection"]["kept"] == "same" and set(nbits(tmp_path / "llama.int4.onnx").values()) == {4}
+    # output_projection="int8" keeps the head wider, as NNCF does by default.
+    wide = quantize_generation(decoders["llama"], tmp_path / "llama.int4h8.onnx", mode="int4", block_size=32,
+                               max_new_tokens=8, force=True, output_projection="int8")
+    config = wide.parts["decoder"].config
     head = config["output_projection"]["node"]
     assert head and config["output_projection"]["kept"] == "int8" and config["int8_layers"] == [head]
-    bits = {n.name: {a.name: a.i for a in n.attribute}["bits"] for n in onnx.load(str(tmp_path / "llama.int4.onnx")).graph.node
-            if n.op_type == "MatMulNBits"}
+    bits = nbits(tmp_path / "llama.int4h8.onnx")
     assert sorted(set(bits.values())) == [4, 8] and list(bits.values()).count(8) == 1
+
+
+def test_int8_weights_leave_a_tied_head_tied_in_float(decoders, tmp_path):
+    """INT8 weights compute in FP32 (accuracy_level 0): onnxruntime would dequantize a whole quantized head
+    every call (slower than float), so a tied head stays a Transpose of the float embedding."""
+    r = quantize_generation(decoders["gpt2"], tmp_path / "gpt2.int8w.onnx", mode="int8-weights", max_new_tokens=4,
+                            force=True)
+    assert r.parts["decoder"].config["output_projection"]["node"] is None
+    assert tied_heads(onnx.load(str(tmp_path / "gpt2.int8w.onnx")))
+    assert set(nbits(tmp_path / "gpt2.int8w.onnx").values()) == {8}
+
+
+@pytest.mark.parametrize("family, fused", [("llama", {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}),
+                                           ("gpt2", {"SkipLayerNormalization"})])
+def test_int4_runs_onnxruntime_fusions_and_both_engines_read_them(decoders, tmp_path, family, fused):
+    """int4 under onnxruntime applies onnxruntime's own fusion passes (RMSNorm/LayerNorm + residual add);
+    fuse=False leaves the exported ops. Both files give the same tokens on onnxruntime and OpenVINO."""
+    on = quantize_generation(decoders[family], tmp_path / "on.onnx", mode="int4", block_size=32, max_new_tokens=8,
+                             force=True)
+    off = quantize_generation(decoders[family], tmp_path / "off.onnx", mode="int4", block_size=32, max_new_tokens=8,
+                              force=True, fuse=False)
+    stats = on.parts["decoder"].config["fused_operators"]
+    assert fused <= set(stats) and fused <= ops(tmp_path / "on.onnx"), stats
+    assert "fused_operators" not in off.parts["decoder"].config and not fused & ops(tmp_path / "off.onnx")
+    assert len(onnx.load(str(tmp_path / "on.onnx")).graph.node) < len(onnx.load(str(tmp_path / "off.onnx")).graph.node)
+    # The generation metadata survives the optimizer (generate reads eos/vocab from it).
+    assert load_generative(tmp_path / "on.onnx").config.get("vocab_size")
+    ref = edgeai.generate(tmp_path / "off.onnx", PROMPT, 8, stop_on_eos=False, keep_logits=True)
+    for device in DEVICES:
+        r = edgeai.generate(tmp_path / "on.onnx", PROMPT, 8, device=device, stop_on_eos=False, keep_logits=True,
+                            forced_tokens=ref.tokens)
+        cos = min(float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in
+                  zip(r.logits, ref.logits, strict=True))
+        assert cos > 0.999, (device, cos)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -18,10 +18,20 @@ as a compressed fully-connected layer, so one ``.onnx`` file serves both engines
 metadata, and goes through ``check``/``bench``/``deploy`` like any other. Tests load both engines'
 outputs on both engines.
 
-Like NNCF's default (``all_layers=False``), the output projection (the MatMul producing the
-logits) is kept at INT8 in ``int4`` mode: it is the layer most sensitive to 4-bit error.
+The output projection (the MatMul producing the logits) in ``int4`` mode: INT4 like the other
+layers under onnxruntime (as onnxruntime-genai's INT4 CPU models; a tied head is given its own
+quantized copy, the embedding's ``Gather`` stays float), INT8 under NNCF (its default
+``all_layers=False``). Why: on a Qwen2-0.5B-shaped decoder the 896 x 151,936 head left in float
+cost more per token than all 168 INT4 layers together (a 544 MB FP32 read per token), INT8 with
+``accuracy_level`` 4 twice INT4's time; the trained small GPT's perplexity moved by -0.02% with an
+INT4 head (docs/decoders.md). ``output_projection="int8"`` or ``"float"`` keeps it wider.
 ``ratio`` < 1 keeps the INT4 share of the other weights at ``ratio`` (by parameter count); the rest
 go INT8, chosen by INT4 error (data-free) or by NNCF's sensitivity with calibration data.
+
+``int4`` under onnxruntime then runs onnxruntime's own transformer optimizer (fusion passes only,
+:func:`fuse_for_onnxruntime_cpu`): RMSNorm and residual adds become ``SimplifiedLayerNormalization``
+/ ``SkipSimplifiedLayerNormalization`` (LayerNorm models: ``SkipLayerNormalization``), a few hundred
+fewer kernels per decode step; OpenVINO reads those contrib ops too.
 
 GPT-2's Conv1D layers export as ``Gemm`` and tied output heads as ``Transpose(weight) -> MatMul``;
 neither quantizer reads those, so a copy is first rewritten into ``MatMul`` (+ ``Add``) on
@@ -162,6 +172,36 @@ def find_output_projection(model: Any) -> str | None:
     return None
 
 
+def fuse_for_onnxruntime_cpu(model: Any, notes: list[str]) -> tuple[Any, dict[str, int]]:
+    """onnxruntime's transformer optimizer, fusion passes only (no session), on a decoder in memory.
+
+    What it fuses on edgeai's dynamo exports: RMSNorm (+ the residual add) into
+    ``SimplifiedLayerNormalization`` / ``SkipSimplifiedLayerNormalization``, LayerNorm (+ add) into
+    ``SkipLayerNormalization``, GELU into ``Gelu``/``FastGelu``; the attention and rotary patterns
+    of these exports are not recognized (no ``GroupQueryAttention``). A model too large for one
+    protobuf (2 GB) is left unfused, with a note. Returns the model and the fused operator counts.
+    """
+    if sum(len(t.raw_data) for t in model.graph.initializer) > 2**31 - 2**26:
+        notes.append("onnxruntime fusions skipped: the model is too large for one protobuf (2 GB)")
+        return model, {}
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_by_fusion
+
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "num_heads not given" and per-pattern misses: not the user's business
+    try:
+        options = FusionOptions("gpt2")
+        options.enable_attention = False  # not matched on these exports; skip the search
+        optimized = optimize_by_fusion(model, model_type="gpt2", optimization_options=options)
+    finally:
+        quiet.setLevel(level)
+    stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    if stats:
+        notes.append(f"onnxruntime fusions: {stats}")
+    return optimized.model, stats
+
+
 def _int4_error(weight: np.ndarray, block: int) -> float:
     """Relative RMS error of symmetric block-wise INT4 rounding along the input axis (data-free sensitivity)."""
     k, n = weight.shape
@@ -297,7 +337,8 @@ def _nncf(model: Any, bits: int, block: int, symmetric: bool, ratio: float, cali
 def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, bits: int = 4,
                      block_size: int = 128, symmetric: bool | None = None, ratio: float = 1.0,
                      accuracy_level: int | None = None, engine: str = "onnxruntime", samples: int = 32,
-                     output_projection: str | None = None, nodes_to_exclude: list[str] | None = None) -> dict:
+                     output_projection: str | None = None, nodes_to_exclude: list[str] | None = None,
+                     fuse: bool | None = None) -> dict:
     """Weight-only INT4/INT8 of ``src`` into ``dst`` (one ``.onnx`` for onnxruntime and OpenVINO).
 
     Args:
@@ -313,10 +354,14 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
             word in 1 of 4 transcripts, with 0 none). NNCF writes its own.
         engine: ``onnxruntime`` (MatMulNBitsQuantizer) or ``nncf`` (compress_weights).
         samples: calibration samples used when ``calibration`` is given (data-aware INT4).
-        output_projection: the logits MatMul: ``int8`` (default with INT4 weights, NNCF's default too),
-            ``float`` (kept FP32: greedy near-ties flip least), or ``same`` (like the other layers;
-            default with INT8 weights).
+        output_projection: the logits MatMul: ``same`` (like the other layers; the default, except
+            INT4 under NNCF), ``int8`` (the default for INT4 under NNCF, NNCF's own default), or
+            ``float`` (kept FP32: greedy near-ties flip least). Under onnxruntime a tied head (a
+            Transpose of the embedding) is given its own quantized copy in INT4 mode and left tied,
+            in float, with INT8 weights (their FP32 compute dequantizes the whole head per call).
         nodes_to_exclude: MatMul names kept in float.
+        fuse: run onnxruntime's fusion passes on the result (:func:`fuse_for_onnxruntime_cpu`);
+            default on for INT4 under onnxruntime, off otherwise (NNCF's output is for OpenVINO).
     """
     import onnx
 
@@ -331,13 +376,21 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         raise QuantizationError(f"block_size must be a power of two >= 16; got {block_size}")
     symmetric = (bits == 4) if symmetric is None else symmetric
     accuracy_level = (4 if bits == 4 else 0) if accuracy_level is None else accuracy_level
+    head_mode = output_projection or ("int8" if bits == 4 and engine == "nncf" else "same")
+    if head_mode not in ("int8", "float", "same"):
+        raise QuantizationError(f"output_projection must be int8, float or same; got {output_projection!r}")
     notes: list[str] = []
-    # onnxruntime keeps the embedding's Gather in float (its Gather quantization is 4-bit only and
-    # needs opset 21), so a tied head stays a Transpose of it, in float; NNCF compresses both.
     model = onnx.load(str(src))
-    # NNCF's ONNX backend holds the model in one protobuf (2 GB at most): a second copy of a large
-    # tied embedding would not fit, so then the head is left to read the embedding, in float.
-    fold = engine == "nncf" and sum(len(t.raw_data) for t in model.graph.initializer) < 2**30
+    if engine == "onnxruntime":
+        # onnxruntime keeps the embedding's Gather in float (its Gather quantization forces opset 21),
+        # so a tied head gets its own quantized copy in int4 mode (where the head is the slowest layer
+        # left in float); INT8 weights compute in FP32 (accuracy_level 0), which onnxruntime runs by
+        # dequantizing the whole head every call: slower than float, so there it stays tied, in float.
+        fold = bits == 4 and head_mode != "float"
+    else:
+        # NNCF's ONNX backend holds the model in one protobuf (2 GB at most): a second copy of a large
+        # tied embedding would not fit, so then the head is left to read the embedding, in float.
+        fold = sum(len(t.raw_data) for t in model.graph.initializer) < 2**30
     model, changed = prepare_matmuls(model, fold_shared=fold)
     if changed:
         notes.append(f"{changed} Gemm/Transpose weight node(s) rewritten as MatMul on constant weights first")
@@ -352,9 +405,6 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     if block != block_size:
         notes.append(f"block_size {block_size} does not divide every layer's input size; used {block}")
     excluded = list(nodes_to_exclude or []) + (tied if engine == "nncf" else [])
-    head_mode = output_projection or ("int8" if bits == 4 else "same")
-    if head_mode not in ("int8", "float", "same"):
-        raise QuantizationError(f"output_projection must be int8, float or same; got {output_projection!r}")
     head = find_output_projection(model)
     protect = head if (bits == 4 and head_mode == "int8") else None
     if head and head_mode == "float":
@@ -364,6 +414,8 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         if engine == "onnxruntime":
             model, extra = _onnxruntime(model, bits, block, symmetric, ratio, accuracy_level, protect, data,
                                         excluded, notes)
+            if fuse or (fuse is None and bits == 4):
+                model, extra["fused_operators"] = fuse_for_onnxruntime_cpu(model, notes)
         else:
             model, extra = _nncf(model, bits, block, symmetric, ratio, data, excluded, notes)
     except EdgeAIError:
@@ -384,18 +436,18 @@ def compress_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = 
 def quantize_int4(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *, block_size: int = 128,
                   symmetric: bool | None = None, ratio: float = 1.0, accuracy_level: int | None = 4,
                   engine: str = "onnxruntime", samples: int = 32, output_projection: str | None = None,
-                  nodes_to_exclude: list[str] | None = None) -> dict:
+                  nodes_to_exclude: list[str] | None = None, fuse: bool | None = None) -> dict:
     """``int4``: block-wise INT4 weights (see :func:`compress_weights`)."""
     return compress_weights(src, dst, specs, calibration, bits=4, block_size=block_size, symmetric=symmetric,
                             ratio=ratio, accuracy_level=accuracy_level, engine=engine, samples=samples,
-                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude)
+                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude, fuse=fuse)
 
 
 def quantize_int8_weights(src: Path, dst: Path, specs: list[Any], calibration: Any = None, *,
                           block_size: int = 128, symmetric: bool | None = None, accuracy_level: int | None = 0,
                           engine: str = "onnxruntime", samples: int = 32, output_projection: str | None = None,
-                          nodes_to_exclude: list[str] | None = None) -> dict:
+                          nodes_to_exclude: list[str] | None = None, fuse: bool | None = None) -> dict:
     """``int8-weights``: INT8 weights, FP32 activations (see :func:`compress_weights`)."""
     return compress_weights(src, dst, specs, calibration, bits=8, block_size=block_size, symmetric=symmetric,
                             accuracy_level=accuracy_level, engine=engine, samples=samples,
-                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude)
+                            output_projection=output_projection, nodes_to_exclude=nodes_to_exclude, fuse=fuse)
