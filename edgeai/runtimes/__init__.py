@@ -44,7 +44,8 @@ def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fall
         precision: ``f32`` (default), ``f16``, ``bf16`` or ``auto`` (the engine's own choice).
         check_values: check every run's values too: NaN/Inf or out-of-range token ids in inputs,
             NaN/Inf in outputs (see :class:`Model`); off by default, it costs a pass over each array.
-        **options: engine options: ``threads``, ``cache_dir``; onnxruntime ``optimization``;
+        **options: engine options: ``threads``, ``cache_dir``; onnxruntime ``optimization``,
+            ``spinning`` (False: idle intra-op threads sleep instead of busy-waiting; None: its default);
             OpenVINO ``hint`` (latency/throughput), ``streams``, ``static_shapes``.
 
     Raises:

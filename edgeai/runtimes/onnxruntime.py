@@ -84,7 +84,7 @@ def _unknown_options(device: str, unknown: dict[str, Any]) -> str:
                 "runs any shape the model's dynamic axes allow. Drop it for this device, or use an openvino "
                 "device (e.g. --device openvino:CPU)")
     return (f"unknown option(s) for onnxruntime: {sorted(unknown)}; known: threads, optimization, cache_dir, "
-            "precision, fallback")
+            "precision, fallback, spinning")
 
 
 class OnnxRuntimeRuntime:
@@ -96,7 +96,8 @@ class OnnxRuntimeRuntime:
 
     def __init__(self, path: str | os.PathLike, device: str, target: str, index: int = 0, *,
                  threads: int | None = None, optimization: str = "all", cache_dir: str | None = None,
-                 precision: str = "f32", fallback: bool = False, model_bytes: bytes | None = None, **unknown: Any):
+                 precision: str = "f32", fallback: bool = False, model_bytes: bytes | None = None,
+                 spinning: bool | None = None, **unknown: Any):
         if unknown:
             raise EdgeAIError(_unknown_options(device, unknown))
         if optimization not in _OPT_LEVELS:
@@ -134,6 +135,11 @@ class OnnxRuntimeRuntime:
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        if spinning is not None:
+            # Idle intra-op threads busy-wait for the next kernel by default: fastest on an idle CPU,
+            # but on a shared one they steal the cores the working thread needs (decode loops).
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self._spinning = spinning
         cache_file, cache_tmp, self._cache = None, None, None
         if cache_dir:
             cache_file, self._cache = _cache_entry(path, proto, cache_dir, target, optimization, model_bytes)
@@ -214,4 +220,5 @@ class OnnxRuntimeRuntime:
                            devices_in_effect=self._active, precision=self._graph_precision,
                            threads=self._threads, streams=1, load_time_s=self.load_time_s,
                            fallback=self._fallback,
-                           options={"graph_optimization": self._optimization, "cache": self._cache})
+                           options={"graph_optimization": self._optimization, "cache": self._cache,
+                                    **({"spinning": self._spinning} if self._spinning is not None else {})})
