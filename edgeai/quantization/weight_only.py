@@ -187,15 +187,16 @@ def fuse_for_onnxruntime_cpu(model: Any, notes: list[str]) -> tuple[Any, dict[st
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_by_fusion
 
-    quiet = logging.getLogger("onnxruntime.transformers")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "num_heads not given" and per-pattern misses: not the user's business
+    # Its modules log per pattern and per count under their own bare names ("onnx_model_bert", ...):
+    # not the user's business. Everything below WARNING is muted for the call.
+    muted = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         options = FusionOptions("gpt2")
         options.enable_attention = False  # not matched on these exports; skip the search
         optimized = optimize_by_fusion(model, model_type="gpt2", optimization_options=options)
     finally:
-        quiet.setLevel(level)
+        logging.disable(muted)
     stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
     if stats:
         notes.append(f"onnxruntime fusions: {stats}")
