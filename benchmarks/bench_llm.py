@@ -181,6 +181,7 @@ def row_edgeai(spec: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     options = {"precision": spec["ov_precision"]} if spec.get("ov_precision") else {}
+    options.update(spec.get("options") or {})
     gm = load_generative(spec["file"], spec["device"], **options)
     load_s = time.perf_counter() - t0
     ids = prompt_ids(spec["model"], spec["prompt"])
@@ -351,6 +352,13 @@ def main() -> None:
                     label += f" ({files[f'{key}.fallback']} file)"
                 rows.append((f"edgeai {device} {label}", {**base, "kind": "edgeai", "device": device,
                                                           "file": files[key]}, Path(files[key])))
+                if device == "cpu" and key.startswith("int4"):
+                    # edgeai decodes on onnxruntime CPU with spinning=False (idle threads sleep): the row
+                    # with onnxruntime's own default shows what that choice costs or gains here.
+                    rows.append((f"edgeai {device} {label} spinning", {**base, "kind": "edgeai", "device": device,
+                                                                       "file": files[key],
+                                                                       "options": {"spinning": True}},
+                                 Path(files[key])))
                 if device.startswith("openvino") and not key.startswith("int8"):
                     # OpenVINO's own CPU default on AMX/AVX512-BF16 machines: bf16 compute.
                     rows.append((f"edgeai {device} {label} bf16", {**base, "kind": "edgeai", "device": device,

@@ -69,8 +69,9 @@ def test_nncf_int8_weight_decoder_stays_close(whisper, compressed, device):
 
 @pytest.mark.parametrize("device", device_params(["cpu", "openvino:CPU"]))
 def test_int4_weight_decoder_transcripts_nearly_unchanged(whisper, compressed, device):
-    """INT4 (block 32, INT8 activations, the tied head in float): measured mean WER vs FP32 ~0.08 (one
-    sentence 'fox' -> 'farts'); bounded, not equal."""
+    """INT4 (block 32, INT8 activations, the tied head INT4 in its own copy, fused norms): measured mean
+    WER vs FP32 0.078 on onnxruntime (as with the head in float), 0.095 on OpenVINO ('Stella' ->
+    'Steller' too); bounded, not equal."""
     from edgeai.corpus import transcribe
 
     folder, _ = compressed(4, "onnxruntime")
