@@ -15,7 +15,7 @@ import edgeai
 from edgeai.errors import QuantizationError
 from edgeai.generate_parity import quantize_generation
 from edgeai.generation import load_generative
-from edgeai.quantization.weight_only import tied_heads
+from edgeai.quantization.weight_only import embedding_gathers, tied_heads
 
 from conftest import DEVICES
 
@@ -68,7 +68,8 @@ def nbits(path) -> dict[str, int]:
 
 def test_int4_head_is_int4_tied_head_gets_its_own_copy(decoders, tmp_path):
     """onnxruntime INT4: the logits MatMul is INT4 too (a float head cost more per token than every INT4
-    layer together on a 0.5B decoder); GPT-2's tied head gets its own copy, its embedding stays float."""
+    layer together on a 0.5B decoder); GPT-2's tied head gets its own copy; the embedding tables stay
+    float unless embedding="int4" (GatherBlockQuantized)."""
     gpt2 = quantize_generation(decoders["gpt2"], tmp_path / "gpt2.int4.onnx", mode="int4", block_size=32,
                                max_new_tokens=8, force=True)
     assert "Gemm" in ops(decoders["gpt2"]) and "Gemm" not in ops(tmp_path / "gpt2.int4.onnx")
@@ -78,8 +79,15 @@ def test_int4_head_is_int4_tied_head_gets_its_own_copy(decoders, tmp_path):
     assert head and config["output_projection"]["kept"] == "same" and config["int8_layers"] == []
     model = onnx.load(str(tmp_path / "gpt2.int4.onnx"))
     assert not tied_heads(model)  # the head reads its own quantized copy, not Transpose(embedding)
-    floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2}
-    assert any(n.op_type == "Gather" and n.input[0] in floats for n in model.graph.node)  # embedding: float
+    assert config["embedding"] == "float" and len(embedding_gathers(model)[0]) == 2  # token and position tables
+    small = quantize_generation(decoders["gpt2"], tmp_path / "gpt2.int4e.onnx", mode="int4", block_size=32,
+                                max_new_tokens=8, force=True, embedding="int4")
+    model = onnx.load(str(tmp_path / "gpt2.int4e.onnx"))
+    assert not embedding_gathers(model)[0] and sum(n.op_type == "GatherBlockQuantized" for n in model.graph.node) == 2
+    assert small.size_after < gpt2.size_after
+    tokens = [edgeai.generate(tmp_path / "gpt2.int4e.onnx", PROMPT, 8, device=d, stop_on_eos=False).tokens
+              for d in DEVICES]
+    assert all(np.array_equal(t, tokens[0]) for t in tokens)  # both engines read GatherBlockQuantized alike
     assert set(nbits(tmp_path / "gpt2.int4.onnx").values()) == {4}
 
     llama = quantize_generation(decoders["llama"], tmp_path / "llama.int4.onnx", mode="int4", block_size=32,
@@ -168,6 +176,9 @@ def test_weight_only_option_errors(decoders, tmp_path):
         quantize_generation(decoders["llama"], tmp_path / "x.onnx", mode="int4", block_size=48, max_new_tokens=2)
     with pytest.raises(QuantizationError, match="engine"):
         quantize_generation(decoders["llama"], tmp_path / "x.onnx", mode="int4", engine="tensorrt", max_new_tokens=2)
+    with pytest.raises(QuantizationError, match="embedding"):
+        quantize_generation(decoders["llama"], tmp_path / "x.onnx", mode="int4", engine="nncf", embedding="int4",
+                            max_new_tokens=2)
     assert not list(tmp_path.iterdir())
 
 
@@ -186,10 +197,11 @@ def test_auto_for_decoders_considers_weight_only_modes(decoders, tmp_path):
 def test_cli_quantize_int4_decoder_is_judged_by_generation(cli, decoders, tmp_path):
     dst = tmp_path / "cli.int4.onnx"
     out = cli("quantize", decoders["gpt2"], "-o", dst, "--mode", "int4", "--block-size", "32", "--asymmetric",
-              "--max-new-tokens", "8", "--force", "--json")
+              "--max-new-tokens", "8", "--force", "--json", "--embedding", "int4", "--no-fuse")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     config = data["parts"]["decoder"]["config"]
     assert config["symmetric"] is False and config["engine"] == "onnxruntime" and "token_agreement" in data["parity"]
+    assert config["embedding"] == "int4" and "fused_operators" not in config
     bad = cli("quantize", decoders["gpt2"], "-o", tmp_path / "y.onnx", "--mode", "dynamic", "--ratio", "0.5")
     assert bad.returncode != 0 and "--mode int4" in bad.stderr

@@ -49,6 +49,10 @@ def quantize(
                                                "nncf (compress_weights); default by --device")] = None,
     accuracy_level: Annotated[int | None, typer.Option(help="int4/int8-weights on onnxruntime: MatMulNBits "
                                                        "compute (4: INT8 activations, 0: FP32)")] = None,
+    embedding: Annotated[str | None, typer.Option(help="int4 on onnxruntime: embedding tables float (default) | "
+                                                  "int4 (GatherBlockQuantized: smaller file, opset 21)")] = None,
+    fuse: Annotated[bool | None, typer.Option("--fuse/--no-fuse", help="int4 on onnxruntime: onnxruntime's "
+                                              "fusion passes (default on)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Decoders: tokens per prompt the generation judge runs")] = 32,
     force: Annotated[bool, typer.Option(help="Write the file even if parity fails")] = False,
     json_out: JsonOpt = False,
@@ -77,13 +81,13 @@ def quantize(
     if min_speedup is not None:
         options["min_speedup"] = min_speedup
     weight_options = {"block_size": block_size, "symmetric": symmetric, "ratio": ratio, "engine": engine,
-                      "accuracy_level": accuracy_level}
+                      "accuracy_level": accuracy_level, "embedding": embedding, "fuse": fuse}
     if mode in ("int4", "int8-weights"):
         options.update({k: v for k, v in weight_options.items() if v is not None})
         options.setdefault("engine", "nncf" if device.startswith("openvino") else "onnxruntime")
     elif any(v is not None for v in weight_options.values()):
-        raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine and --accuracy-level apply to --mode int4 "
-                          f"and int8-weights; got --mode {mode}")
+        raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine, --accuracy-level, --embedding and --fuse "
+                          f"apply to --mode int4 and int8-weights; got --mode {mode}")
     decoder = is_generation_export(src)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
