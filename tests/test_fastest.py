@@ -17,7 +17,7 @@ from edgeai.quantization.targets import plans_for
 
 NO_BF16 = ("avx2", "fma", "avx512", "avx512_vnni")  # an AVX-512 VNNI CPU without bf16 or fp16
 STATUSES = {"won", "lost", "unsupported", "failed", "parity failed"}
-QUICK = {"eval_samples": 2, "samples": 8, "time_budget_s": 3.0, "min_rounds": 2, "max_rounds": 3}
+QUICK = {"eval_samples": 2, "samples": 8, "speed_budget_s": 3.0, "min_rounds": 2, "max_rounds": 3}
 OV = "openvino:CPU" in edgeai.devices()
 
 
