@@ -35,8 +35,10 @@ espeak:
 models: $(STAMP) espeak
 	$(BIN)/python -m edgeai.corpus.fetch
 
+# Two workers on two cores: each engine (and torch) gets one thread, so spinning thread pools sized to
+# every core do not steal the other worker's cycles (EDGEAI_THREADS: edgeai.load's default threads).
 test: $(STAMP) models
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q -ra
+	EDGEAI_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q -ra --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -52,7 +52,7 @@ def encoder_case(work: Path) -> dict[str, Any]:
     evals = [make_inputs(specs, {"batch": 1, "seq": 128}, seed=1000 + i) for i in range(24)]
     return {"name": "zoo transformer-encoder (seq 128)", "module": transformer_encoder(), "path": path,
             "calib": calib, "eval": evals, "task": "nearest-neighbour agreement", "transformer": True,
-            "search": {"eval_samples": 12, "samples": 32, "time_budget_s": 30}}
+            "search": {"eval_samples": 12, "samples": 32, "speed_budget_s": 30}}
 
 
 def whisper_case(work: Path) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def whisper_case(work: Path) -> dict[str, Any]:
     calib = [{"input_features": cal[i:i + 1]} for i in range(len(cal))]
     return {"name": "Whisper tiny.en encoder (real:whisper-encoder)", "module": encoder_module(model), "path": path,
             "calib": calib, "eval": evals, "task": "greedy transcripts (PyTorch decoder)", "transformer": True,
-            "whisper": model, "search": {"eval_samples": 4, "samples": 4, "time_budget_s": 45, "min_rounds": 4}}
+            "whisper": model, "search": {"eval_samples": 4, "samples": 4, "speed_budget_s": 45, "min_rounds": 4}}
 
 
 def cnn_case(work: Path) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def cnn_case(work: Path) -> dict[str, Any]:
             "calib": [{"pixel_values": x_tr[i:i + 1]} for i in range(0, 600, 3)],
             "eval": [{"pixel_values": x_te[i:i + 60]} for i in range(0, len(x_te), 60)], "labels": y_te,
             "task": "held-out accuracy", "transformer": False,
-            "search": {"eval_samples": 6, "samples": 200, "time_budget_s": 20}}
+            "search": {"eval_samples": 6, "samples": 200, "speed_budget_s": 20}}
 
 
 CASES = {"encoder": encoder_case, "whisper": whisper_case, "cnn": cnn_case}

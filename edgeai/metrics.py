@@ -430,10 +430,14 @@ def _measure(kind: str, refs: list[np.ndarray], cands: list[np.ndarray], thresho
              opts: Mapping[str, Any], notes: list[str]) -> list[MetricResult]:
     th = dict(DEFAULT_THRESHOLDS[kind])
     known = {m for ms in METRICS.values() for m in ms} | {"word_error_rate"}
-    for metric, value in dict(thresholds or {}).items():
-        if metric not in known:
-            raise MetricNotApplicable(f"unknown metric {metric!r} in thresholds; use one of {sorted(known)}")
-        if metric in th:  # limits for other kinds' metrics apply to the outputs of those kinds
+    limits = dict(thresholds or {})
+    # "metric" sets the limit for every kind that has the metric; "kind.metric" for that kind only, and wins.
+    for key, value in sorted(limits.items(), key=lambda kv: "." in kv[0]):
+        owner, _, metric = key.rpartition(".")
+        if metric not in known or (owner and owner not in DEFAULT_THRESHOLDS):
+            raise MetricNotApplicable(f"unknown metric {key!r} in thresholds; use one of {sorted(known)}, "
+                                      "or KIND.METRIC for one kind's limit (hidden.relative_max_error)")
+        if metric in th and owner in ("", kind):  # other kinds' limits apply to the outputs of those kinds
             th[metric] = float(value)
     if kind == "classification":
         return classification_metrics(refs, cands, th, opts)

@@ -12,6 +12,15 @@ from edgeai.errors import InputMismatchError
 from edgeai.metrics import DEFAULT_THRESHOLDS, MetricNotApplicable, parse_kinds
 
 _METRIC_NAMES = sorted({m for limits in DEFAULT_THRESHOLDS.values() for m in limits})
+_KIND_METRICS = {f"{kind}.{m}" for kind, limits in DEFAULT_THRESHOLDS.items() for m in limits}
+
+# Half precision (bf16/f16) on a hidden state: float rounding carried through every layer, not INT8's
+# clipping. OpenVINO's bf16 Whisper tiny.en encoder (AMX, OpenVINO 2026.4): cosine 0.99996,
+# transcripts identical on all 4 sentences, but max error 0.1002 of the largest value -- just over
+# the INT8-level 10% limit, which rejected the configuration every peer ships by default. The INT8
+# files that changed transcripts had cosine <= 0.9975, below half precision's 0.999 floor; so a
+# hidden state in half precision is held to cosine 0.999 and max error 25% of the peak.
+HALF_PRECISION_THRESHOLDS = {"min_cosine": 0.999, "hidden.relative_max_error": 0.25}
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,8 @@ class Tolerance:
 
     Task metrics: ``kinds`` declares output kinds (``{"logits": "classification"}``; see
     :data:`edgeai.metrics.KINDS`), ``thresholds`` overrides the kind metrics' limits by metric
-    name (``{"max_abs_diff": 0.05, "relative_max_error": 0.1}``).
+    name (``{"max_abs_diff": 0.05, "relative_max_error": 0.1}``), or for one kind by ``KIND.METRIC``
+    (``{"hidden.relative_max_error": 0.25}``).
     """
 
     atol: float | None = 1e-4
@@ -45,9 +55,10 @@ class Tolerance:
                                          f"[{low}, {high}]" + (" (a fraction: 0.99 for 99%)" if name == "min_top1" else ""))
         object.__setattr__(self, "kinds", parse_kinds(self.kinds) or None)
         limits = dict(self.thresholds or {})
-        unknown = sorted(set(limits) - set(_METRIC_NAMES))
+        unknown = sorted(set(limits) - set(_METRIC_NAMES) - _KIND_METRICS)
         if unknown:
-            raise MetricNotApplicable(f"unknown metric(s) {unknown} in thresholds; use {_METRIC_NAMES}")
+            raise MetricNotApplicable(f"unknown metric(s) {unknown} in thresholds; use {_METRIC_NAMES}, or "
+                                      "KIND.METRIC for one kind's limit (e.g. hidden.relative_max_error)")
         for k, v in limits.items():
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise InputMismatchError(f"threshold {k}={v!r} is out of range; it must be a number >= 0")
@@ -59,14 +70,15 @@ class Tolerance:
 
         FP32: allclose and cosine >= 0.9999 on top of the task metrics. INT8 and FP16: the task
         metrics of each output's kind (graph cosine is reported, not judged: on logits or box
-        offsets it is no task metric, on one value per sample it cannot fail); FP16's hidden and
-        embedding cosine limit is 0.999.
+        offsets it is no task metric, on one value per sample it cannot fail); half precision's
+        (f16/bf16) hidden and embedding cosine limit is 0.999 and its hidden-state max error 25% of
+        the peak (:data:`HALF_PRECISION_THRESHOLDS`).
         """
         p = precision.lower().split("+")[0]
         if p in ("f32", "fp32"):
             return cls(atol=1e-4, rtol=1e-3, min_cosine=0.9999, min_top1=0.99)
         if p in ("f16", "fp16", "bf16", "mixed"):
-            return cls(atol=None, rtol=None, min_cosine=None, min_top1=None, thresholds={"min_cosine": 0.999})
+            return cls(atol=None, rtol=None, min_cosine=None, min_top1=None, thresholds=HALF_PRECISION_THRESHOLDS)
         if p in ("int8", "auto"):
             return cls(atol=None, rtol=None, min_cosine=None, min_top1=None)
         raise InputMismatchError(f"no default tolerance for precision {precision!r}; use f32, f16, bf16 or int8")
@@ -88,7 +100,10 @@ class Tolerance:
         for k in ("kinds", "thresholds"):
             if limits.get(k) is not None:
                 extra = parse_kinds(limits[k]) if k == "kinds" else dict(limits[k])
-                limits[k] = {**dict(getattr(self, k) or {}), **extra}
+                kept = dict(getattr(self, k) or {})
+                if k == "thresholds":  # a user's plain "metric" limit replaces a default's "kind.metric" one
+                    kept = {m: v for m, v in kept.items() if m in extra or m.rpartition(".")[2] not in extra}
+                limits[k] = {**kept, **extra}
         return replace(self, **limits)
 
     @property

@@ -91,3 +91,39 @@ def random_feeds(model, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     from edgeai.specs import make_inputs
 
     return make_inputs(model.inputs, {"batch": batch}, seed=seed)
+
+
+# --- scheduling under `pytest -n 2 --dist loadfile` (make test) ------------------------------------------
+# Files that share an expensive session fixture run on one worker: the Whisper tiny.en export and
+# PyTorch transcripts (~2 min) are built once, not once per worker.
+SAME_WORKER = {"tests/test_real_whisper_weights.py": "tests/test_real_whisper.py",
+               "tests/test_real_parity.py": "tests/test_real_whisper.py"}
+# The longest files start first, so the two workers finish together instead of one running a long
+# tail alone (seconds measured on the 2-core box, whole files).
+LONGEST_FIRST = ("tests/test_real_whisper.py", "tests/test_real_whisper_weights.py", "tests/test_real_parity.py",
+                 "tests/test_examples.py", "tests/test_readme.py", "tests/test_export.py", "tests/test_fastest.py",
+                 "tests/test_decoding.py", "tests/test_generate.py", "tests/test_quantize.py",
+                 "tests/test_real_models.py", "tests/test_fleet.py", "tests/test_textgpt.py")
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {f: i for i, f in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_file_of(item.nodeid), len(rank)))  # stable: file order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SAME_WORKER.get(scope, scope)
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST's order, not "most tests first"
+    return SharedFixtureScheduling(config, log)

@@ -239,3 +239,14 @@ def test_generate_mode_refuses_options_it_would_ignore(cli, zoo_onnx, tmp_path):
     out = cli("bench", zoo_onnx("cnn"), "--generate", "4", "--plot", tmp_path / "p.png", "--batch", "1,8")
     assert out.returncode == 2 and "--plot, --batch" in out.stderr, out.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+def test_edgeai_threads_sets_the_default_thread_count_and_an_explicit_one_wins(zoo_onnx, monkeypatch):
+    monkeypatch.setenv("EDGEAI_THREADS", "1")
+    assert edgeai.load(zoo_onnx("cnn"), "cpu").describe().threads == 1
+    if "openvino:CPU" in edgeai.devices():
+        assert edgeai.load(zoo_onnx("cnn"), "openvino:CPU").describe().threads == 1
+    assert edgeai.load(zoo_onnx("cnn"), "cpu", threads=2).describe().threads == 2
+    monkeypatch.setenv("EDGEAI_THREADS", "two")
+    with pytest.raises(edgeai.EdgeAIError, match="EDGEAI_THREADS='two' must be a whole number"):
+        edgeai.load(zoo_onnx("cnn"), "cpu")

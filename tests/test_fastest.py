@@ -17,7 +17,7 @@ from edgeai.quantization.targets import plans_for
 
 NO_BF16 = ("avx2", "fma", "avx512", "avx512_vnni")  # an AVX-512 VNNI CPU without bf16 or fp16
 STATUSES = {"won", "lost", "unsupported", "failed", "parity failed"}
-QUICK = {"eval_samples": 2, "samples": 8, "time_budget_s": 3.0, "min_rounds": 2, "max_rounds": 3}
+QUICK = {"eval_samples": 2, "samples": 8, "speed_budget_s": 3.0, "min_rounds": 2, "max_rounds": 3}
 OV = "openvino:CPU" in edgeai.devices()
 
 
@@ -111,6 +111,20 @@ def test_without_bf16_the_bf16_plans_are_unsupported():
     plans = {p.name: p for p in plans_for(["openvino:CPU"], with_bf16, transformer=False,
                                           capabilities=lambda t: caps[t])}
     assert plans["openvino:CPU bf16"].unsupported is None and "openvino:CPU nncf-int8+bf16" in plans
+
+
+def test_one_thread_is_a_candidate_setting_on_a_multicore_cpu(zoo_onnx, tmp_path):
+    two = {p.name: p for p in plans_for(["cpu"], CPUInfo("2-core", "x86_64", 2, NO_BF16), transformer=False)}
+    one_thread = two["cpu f32 1 thread"]
+    assert one_thread.unsupported is None and one_thread.load == {"threads": 1} and one_thread.graph == "original"
+    single = {p.name: p for p in plans_for(["cpu"], CPUInfo("1-core", "x86_64", 1, NO_BF16), transformer=False)}
+    assert "one core" in single["cpu f32 1 thread"].unsupported
+    # Recorded as the winner's way to run, the setting is what edgeai.load(path) uses.
+    model = onnx.load(str(zoo_onnx("cnn")))
+    write_metadata(model, {"run_with": one_thread.run_with() | {"chosen_by": "test"}})
+    onnx.save(model, str(tmp_path / "cnn.onnx"))
+    info = edgeai.load(tmp_path / "cnn.onnx").describe()
+    assert info.device == "cpu" and info.threads == 1 and "as recorded" in info.recorded
 
 
 @pytest.mark.openvino

@@ -249,3 +249,35 @@ def test_thresholds_and_options_are_checked():
         judge("logits", ref, ref, options={"k": 3})
     with pytest.raises(MetricNotApplicable, match="shape"):
         judge("logits", ref, [np.zeros((4, 9), np.float32)])
+
+
+def test_a_kind_qualified_limit_applies_to_that_kind_only():
+    ref = RNG.standard_normal((2, 50, 8)).astype(np.float32)
+    cand = ref.copy()
+    cand[0, 0, 0] += 0.15 * float(np.abs(ref).max())  # 15% of the peak: over 10%, under 25%
+    limits = {"relative_max_error": 0.05, "hidden.relative_max_error": 0.25}
+    hidden = _by_metric(judge("last_hidden_state", [ref], [cand], "hidden", thresholds=limits))
+    assert hidden["relative_max_error"].threshold == 0.25 and hidden["relative_max_error"].passed
+    reg = _by_metric(judge("offsets", [ref], [cand], "regression", thresholds=limits))
+    assert reg["relative_max_error"].threshold == 0.05 and not reg["relative_max_error"].passed
+    with pytest.raises(MetricNotApplicable, match="KIND.METRIC"):
+        judge("x", [ref], [cand], "hidden", thresholds={"hiddn.relative_max_error": 0.2})
+
+
+def test_half_precision_hidden_state_limits():
+    from edgeai.tolerance import Tolerance
+
+    # bf16 through a whole encoder: high cosine, a max error just over INT8's 10% (Whisper's 0.1002).
+    ref = RNG.standard_normal((2, 1500, 64)).astype(np.float32)
+    cand = ref + RNG.standard_normal(ref.shape).astype(np.float32) * 0.002
+    cand[0, 0, 0] += 0.12 * float(np.abs(ref).max())
+    bf16, int8 = Tolerance.for_precision("bf16"), Tolerance.for_precision("int8")
+    assert judge("h", [ref], [cand], "hidden", thresholds=bf16.kind_thresholds()).passed
+    assert not judge("h", [ref], [cand], "hidden", thresholds=int8.kind_thresholds()).passed
+    # The user's plain limit replaces the default's kind-qualified one.
+    strict = bf16.with_overrides(thresholds={"relative_max_error": 0.1})
+    assert "hidden.relative_max_error" not in strict.thresholds
+    assert not judge("h", [ref], [cand], "hidden", thresholds=strict.kind_thresholds()).passed
+    # Half precision's cosine floor (0.999) is above INT8's (0.995).
+    far = ref + RNG.standard_normal(ref.shape).astype(np.float32) * 0.06
+    assert not judge("h", [ref], [far], "hidden", thresholds=bf16.kind_thresholds()).passed

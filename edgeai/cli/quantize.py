@@ -41,6 +41,9 @@ def quantize(
     per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight granularity")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeat)")] = None,
     min_speedup: Annotated[float | None, typer.Option(help="auto: INT8 must be this much faster than FP32")] = None,
+    speed_budget: Annotated[float | None, typer.Option(help="auto: seconds of timing rounds before an undecided "
+                                                       "speed-up is called within noise (default 30; 60 with --device auto)")] = None,
+    max_rounds: Annotated[int | None, typer.Option(help="auto: at most this many interleaved timing rounds")] = None,
     block_size: Annotated[int | None, typer.Option(help="int4/int8-weights: input channels per scale")] = None,
     symmetric: Annotated[bool | None, typer.Option("--symmetric/--asymmetric",
                                                    help="int4/int8-weights: weight zero points or not")] = None,
@@ -80,6 +83,14 @@ def quantize(
         options["nodes_to_exclude"] = list(exclude)
     if min_speedup is not None:
         options["min_speedup"] = min_speedup
+    for flag, key, value in (("--speed-budget", "speed_budget_s", speed_budget), ("--max-rounds", "max_rounds", max_rounds)):
+        if value is None:
+            continue
+        if mode != "auto":
+            raise EdgeAIError(f"{flag} applies to --mode auto (its speed decision); got --mode {mode}")
+        if value <= 0:
+            raise EdgeAIError(f"{flag} must be positive; got {value}")
+        options[key] = value
     weight_options = {"block_size": block_size, "symmetric": symmetric, "ratio": ratio, "engine": engine,
                       "accuracy_level": accuracy_level, "embedding": embedding, "fuse": fuse}
     if mode in ("int4", "int8-weights"):

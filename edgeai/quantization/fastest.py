@@ -105,7 +105,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                      devices: Sequence[str] | None = None, cpu_features: Sequence[str] | None = None,
                      candidates: Sequence[str] | None = None, samples: int = 64, fuse: bool = True,
                      mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
-                     sensitivity_samples: int = 4, mixed_memory_gb: float = 2.0, time_budget_s: float = 60.0, min_rounds: int = 5,
+                     sensitivity_samples: int = 4, mixed_memory_gb: float = 2.0, speed_budget_s: float = 60.0, min_rounds: int = 5,
                      max_rounds: int = 40, **unknown: Any) -> QuantizeResult:
     """Search devices x precisions x INT8 configs for the fastest that matches; write it (module doc).
 
@@ -118,7 +118,8 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         mixed_trials: exclusion sizes tried per failing INT8 plan (1, 4, 16, ... top-ranked groups).
         mixed_memory_gb: memory the sensitivity ranking may hold (it keeps every activation of
             both graphs per sample); fewer samples, or no mixed search, when it would take more.
-        time_budget_s, min_rounds, max_rounds: the interleaved race (see :func:`race`).
+        speed_budget_s, min_rounds, max_rounds: the interleaved race (see :func:`race`): seconds and
+            rounds it may spend before the undecided are called ties (the same names as ``auto`` on one device).
         force: accepted for the CLI's sake; the FP32 plan always matches, so nothing needs forcing.
 
     Raises:
@@ -128,7 +129,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     if unknown:
         raise QuantizationError(f"unknown option(s) for auto --device auto: {sorted(unknown)}; it takes devices, "
                                 "cpu_features, candidates, samples, fuse, mixed, mixed_trials, max_excluded_fraction, "
-                                "sensitivity_samples, mixed_memory_gb, time_budget_s, min_rounds, max_rounds")
+                                "sensitivity_samples, mixed_memory_gb, speed_budget_s, min_rounds, max_rounds")
     t0 = time.perf_counter()
     cpu = machine_cpu(cpu_features)
     proto = load_proto(src)
@@ -169,7 +170,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         feed = timing_feed(list(evals), specs)
         entries = [Entry(t.plan.name, (lambda m=t.model: m.run(feed)), t.plan.simplicity) for t in passing]
         result = race(entries, baseline=baseline, min_rounds=min_rounds, max_rounds=max_rounds,
-                      time_budget_s=time_budget_s)
+                      time_budget_s=speed_budget_s)
         notes.append(f"built and judged {sum(t.status != 'unsupported' for t in trials)} candidates in "
                      f"{t_checked - t0:.0f}s; raced {len(passing)} in {time.perf_counter() - t_checked:.0f}s "
                      f"({result.settings['rounds_run']} rounds, stopped: {result.stopped_by})")

@@ -26,6 +26,23 @@ __all__ = ["Model", "Runtime", "RuntimeInfo", "DeviceRequest", "parse_device", "
            "best_device", "load", "load_bundle", "recorded_run", "ENGINES"]
 
 
+# Like OMP_NUM_THREADS for every engine: where a process shares its cores (a container's CPU quota,
+# parallel test workers, several models in one app) the engines' pools, sized to every core and
+# spinning while they wait, steal each other's cycles. An explicit ``threads=`` still wins.
+THREADS_ENV = "EDGEAI_THREADS"
+
+
+def _env_threads() -> int:
+    raw = os.environ.get(THREADS_ENV, "")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise EdgeAIError(f"{THREADS_ENV}={raw!r} must be a whole number of threads >= 0 (0: the engine's default)")
+    return value
+
+
 def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fallback: bool = False,
          precision: str | None = None, check_values: bool = False, **options: Any) -> Model:
     """Load a model on a device and return the :class:`Model` every engine shares.
@@ -44,14 +61,17 @@ def load(path: Any, device: str | None = None, *, allow_cast: bool = False, fall
         precision: ``f32`` (default), ``f16``, ``bf16`` or ``auto`` (the engine's own choice).
         check_values: check every run's values too: NaN/Inf or out-of-range token ids in inputs,
             NaN/Inf in outputs (see :class:`Model`); off by default, it costs a pass over each array.
-        **options: engine options: ``threads``, ``cache_dir``; onnxruntime ``optimization``,
-            ``spinning`` (False: idle intra-op threads sleep instead of busy-waiting; None: its default);
-            OpenVINO ``hint`` (latency/throughput), ``streams``, ``static_shapes``.
+        **options: engine options: ``threads`` (default: ``$EDGEAI_THREADS``, else the engine's
+            own), ``cache_dir``; onnxruntime ``optimization``, ``spinning`` (False: idle intra-op
+            threads sleep instead of busy-waiting; None: its default); OpenVINO ``hint``
+            (latency/throughput), ``streams``, ``static_shapes``.
 
     Raises:
         ModelLoadError: missing, corrupt or unsafe model file.
         DeviceUnavailableError: the device is unknown or not here (message lists those that are).
     """
+    if options.get("threads") is None and os.environ.get(THREADS_ENV):
+        options["threads"] = _env_threads()
     threads = options.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
         raise EdgeAIError(f"threads must be a positive integer (0: the engine's default); got {threads!r}")
