@@ -99,7 +99,7 @@ def quantize(
         options[key] = value
     weight_options = {"block_size": block_size, "symmetric": symmetric, "ratio": ratio, "engine": engine,
                       "accuracy_level": accuracy_level}
-    if mode in ("int4", "int8-weights"):
+    if mode.rpartition(":")[2] in ("int4", "int8-weights"):  # decoder:int4 names one file of a folder
         options.update({k: v for k, v in weight_options.items() if v is not None})
         options.setdefault("engine", "nncf" if device.startswith("openvino") else "onnxruntime")
     elif any(v is not None for v in weight_options.values()):
