@@ -112,7 +112,8 @@ def print_generation_quantize(result: Any, device: str) -> None:
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
     part = result.parts["decoder"]
     if part.candidates:
-        judged = "generation" + (f" and {result.task.task}" if result.task is not None else "")
+        judged = " and ".join(([] if result.parity is None else ["generation"])
+                              + ([] if result.task is None else [result.task.task]))
         c.print(table(f"auto: configs tried (judged by {judged} on {device})",
                       ["config", "passed", "token agreement", "worst cosine", "task error", "changed", "tokens/s",
                        "speed-up", "error"],
@@ -123,11 +124,14 @@ def print_generation_quantize(result: Any, device: str) -> None:
     for verdict in (result.parity, result.task):
         if verdict is not None:
             c.print(verdict.verdict())
+    seen: set[str] = set()
     for role, p in result.parts.items():
         if p.config:
             c.print(f"{role} config: {p.config}")
         for n in p.notes:
-            c.print(f"note: {n}")
+            if n not in seen:  # auto's notes are on every part
+                seen.add(n)
+                c.print(f"note: {n}")
 
 
 def print_run(summary: dict[str, Any]) -> None:
