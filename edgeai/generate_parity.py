@@ -326,8 +326,9 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
             mode_used = mode
         failed = [v.verdict() for v in (parity, report) if v is not None and not v.passed]
         if failed and not force:
-            raise ToleranceNotMet(f"{mode_used} quantization changes generation too much, so nothing was written: "
-                                  f"{'; '.join(failed)}. Try another mode, or force=True to write it anyway")
+            what = "the task's answers" if report is not None and not report.passed else "generation"
+            raise ToleranceNotMet(f"{mode_used} quantization changes {what} too much, so nothing was written: "
+                                  f"{'; '.join(failed)}. Try another mode, or force=True (--force) to write it anyway")
         if folder:
             dst.mkdir(exist_ok=True)
         for role, name in names.items():

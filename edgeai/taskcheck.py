@@ -291,7 +291,8 @@ def task_rates(folders: dict[str, str | Path], data: Any, *, task: str = "transc
     return {"tokens_per_s": {n: round(tokens[n] / float(np.median(v)), 1) for n, v in seconds.items()},
             "seconds": {n: round(float(np.median(v)), 4) for n, v in seconds.items()}, "speedup": speedup,
             "rounds": rounds, "samples": len(batches), "device": device, "task": task,
-            "timed": "whole greedy pipeline: encoder + every decoder step"}
+            "timed": f"whole greedy pipeline: encoder + every decoder step, on {len(batches)} "
+                     f"sample{'s' if len(batches) != 1 else ''} of the task's data"}
 
 
 def token_error_metric(reference: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]],

@@ -116,3 +116,5 @@ def test_cli_refuses_task_for_a_plain_model(cli, tmp_path):
     out = cli("quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--task", "transcribe", "--data", "x.npz")
     assert out.returncode != 0
     assert "--task, --max-error and --samples apply to an encoder-decoder folder" in out.stderr + out.stdout
+    out = cli("quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--samples", "2")
+    assert out.returncode != 0 and "--max-error and --samples go with --task" in out.stderr + out.stdout

@@ -106,6 +106,9 @@ def quantize(
         raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine and --accuracy-level apply to --mode int4 "
                           f"and int8-weights; got --mode {mode}")
     decoder = is_generation_export(src)
+    if task is None and (max_error is not None or samples is not None):
+        raise EdgeAIError("--max-error and --samples go with --task (transcribe | seq2seq), which judges the "
+                          "pipeline's answers on --data; add --task or drop them")
     if not decoder and any(v is not None for v in (task, max_error, samples)):
         raise EdgeAIError(f"--task, --max-error and --samples apply to an encoder-decoder folder (encoder.onnx + "
                           f"decoder.onnx); {src} is not one")
