@@ -12,7 +12,10 @@ text. ``compare_generation`` measures two things over a set of prompts:
 
 ``quantize_generation`` quantizes the decoder (and the encoder of an encoder-decoder) with
 :func:`edgeai.quantize`, calibrating and evaluating on feeds recorded from real generations with
-the FP32 model, and accepts the result by that generation parity.
+the FP32 model, and accepts the result by that generation parity. Given a ``task``, an
+encoder-decoder's candidates must also keep the pipeline's answers (:mod:`edgeai.taskcheck`:
+Whisper's transcripts, or generated token sequences): a candidate can agree on every teacher-forced
+step of random prompts and still change a transcript.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ from edgeai.generation import (
 )
 from edgeai.onnxfile import move_onnx
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
+from edgeai.taskcheck import (
+    DEFAULT_MAX_ERROR,
+    TASKS,
+    TaskReport,
+    check_task,
+    record_feeds,
+    task_rates,
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,12 @@ class GenerationQuantizeResult:
     dst: Path
     mode: str
     parts: dict[str, Any]  # "decoder" (and "encoder") -> QuantizeResult
-    parity: GenerationParity
+    parity: GenerationParity | None  # None when prompts cannot drive the encoder (Whisper): the task judges
+    task: TaskReport | None = None  # the end-to-end task verdict, when quantize_generation was given a task
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in (self.parity, self.task) if v is not None)
 
     @property
     def size_before(self) -> int:
@@ -155,7 +171,8 @@ class GenerationQuantizeResult:
     def to_dict(self) -> dict[str, Any]:
         return {"src": str(self.src), "dst": str(self.dst), "mode": self.mode, "size_before": self.size_before,
                 "size_after": self.size_after, "parts": {k: v.to_dict() for k, v in self.parts.items()},
-                "parity": self.parity.to_dict()}
+                "parity": self.parity.to_dict() if self.parity is not None else None,
+                "task": self.task.to_dict() if self.task is not None else None, "passed": self.passed}
 
 
 def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int) -> dict[str, list[dict]]:
@@ -210,27 +227,57 @@ def perplexity(model: Any, token_ids: Any, *, context: int = 128, max_windows: i
 #: what ``auto`` tries on a decoder: INT8 activations (dynamic), then the weight-only modes
 AUTO_CANDIDATES = ("dynamic", "int8-weights", "int4")
 WEIGHT_ONLY = ("int4", "int8-weights")
+ROLES = ("decoder", "encoder")
+#: what ``auto`` tries on an encoder-decoder folder: each mode on both files, then on one file only
+#: (``decoder:dynamic``: the decoder quantized, the encoder kept an FP32 copy; and the other way round)
+FOLDER_CANDIDATES = AUTO_CANDIDATES + tuple(f"{role}:{mode}" for role in ROLES for mode in AUTO_CANDIDATES)
+
+
+def candidate_plan(name: str, roles: Sequence[str]) -> dict[str, str | None]:
+    """The mode each file gets under candidate ``name``: ``"dynamic"`` quantizes every file,
+    ``"decoder:dynamic"`` only the decoder (the other files stay FP32 copies: ``None``)."""
+    role, _, mode = name.rpartition(":")
+    if not role:
+        return {r: mode for r in roles}
+    if role not in roles or not mode:
+        raise QuantizationError(f"candidate {name!r}: expected MODE or ROLE:MODE with ROLE one of "
+                                f"{', '.join(roles)} (a single .onnx file has only a decoder)")
+    return {r: (mode if r == role else None) for r in roles}
 
 
 def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode: str = "dynamic",
                         device: str = "cpu", prompts: Sequence[Any] | None = None, max_new_tokens: int = 32,
                         min_token_agreement: float = 0.9, min_cosine: float = 0.99, force: bool = False,
-                        **options: Any) -> GenerationQuantizeResult:
+                        task: str | None = None, task_data: Any = None, task_samples: int | None = None,
+                        task_max_error: float = DEFAULT_MAX_ERROR, **options: Any) -> GenerationQuantizeResult:
     """Quantize a KV-cache decoder (``.onnx``) or encoder-decoder folder; accept it by generation parity.
 
     Each file goes through :func:`edgeai.quantize` (calibrated and evaluated on feeds recorded from
     FP32 generations on ``prompts``); the result must then reach ``min_token_agreement`` greedy token
     agreement and ``min_cosine`` per-step logit cosine on ``device``. The weight-only modes
     (``int4``, ``int8-weights``) are data-free unless ``calibration`` is given (then AWQ/GPTQ).
+    For a folder, ``mode`` may name one file: ``decoder:dynamic`` quantizes the decoder and copies
+    the encoder unchanged (FP32), ``encoder:int8-weights`` the other way round.
 
-    ``mode="auto"`` tries :data:`AUTO_CANDIDATES` (each judged by generation parity), times the
-    passing ones' decode tokens/s against FP32 on ``device`` (interleaved rounds) and writes the
-    fastest that is at least ``min_speedup`` (default 1.0) times FP32's rate; when none is, the FP32
-    file is written with a note saying so. What was tried is in ``parts[...].candidates``.
+    ``task`` (``transcribe`` or ``seq2seq``, folders only) adds the end-to-end verdict users see:
+    :func:`edgeai.taskcheck.check_task` runs the whole greedy pipeline with the candidate's files and
+    with ``src``'s on ``task_data`` (its first ``task_samples`` samples) and the word / token error
+    rate must stay within ``task_max_error``. Calibration then comes from the encoder's and decoder's
+    feeds on ``task_data``. Generation parity on random prompts still runs when the encoder takes
+    ``input_ids``; a Whisper encoder takes log-mel features, so there the task check is the judge.
+
+    ``mode="auto"`` tries ``candidates`` (default :data:`AUTO_CANDIDATES` for a decoder file,
+    :data:`FOLDER_CANDIDATES` for a folder), each judged as above, times the passing ones against
+    FP32 on ``device`` (interleaved rounds) and writes the fastest that is at least ``min_speedup``
+    (default 1.0) times FP32's rate; when none is, the FP32 file(s) are written with a note saying
+    so. What is timed: a decoder file's decode tokens/s after the first token; a folder's whole
+    greedy generation, encoder included (on ``task_data`` when ``task`` is given). What was tried,
+    with each candidate's verdicts, is in ``parts[...].candidates``.
 
     Raises:
-        QuantizationError: bad paths or mode; ``ToleranceNotMet`` (exit code 1) when generation
-            parity fails and ``force`` is False; then nothing is written.
+        QuantizationError: bad paths or mode, or ``task`` without ``task_data`` or on a single file;
+            ``ToleranceNotMet`` (exit code 1) when generation parity or the task check fails and
+            ``force`` is False; then nothing is written.
     """
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
@@ -239,27 +286,49 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
     if folder != (dst.suffix != ".onnx"):
         raise QuantizationError(f"{src} is {'a folder' if folder else 'a file'}; the output {dst} must be "
                                 f"{'a folder' if folder else 'an .onnx file'} too")
+    if task is not None:
+        if task not in TASKS:
+            raise QuantizationError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        if not folder:
+            raise QuantizationError(f"task={task!r} runs an encoder-decoder pipeline end to end; {src} is a single "
+                                    "file: pass the folder holding encoder.onnx and decoder.onnx, or drop task")
+        if task_data is None:
+            raise QuantizationError(f"task={task!r} needs the task's real inputs: pass task_data (CLI: --data FILE; "
+                                    "for transcribe, a .npz with input_features [N, 80, 3000] log-mel features)")
     ref = load_generative(src, "cpu")
-    prompts = [np.asarray(p, dtype=np.int64).reshape(1, -1) for p in prompts] if prompts is not None \
-        else default_prompts(int(ref.config.get("vocab_size") or 100))
-    feeds = _recorded_feeds(ref, prompts, max_new_tokens)
+    drivable = ref.encoder is None or {s.name for s in ref.encoder.inputs} <= {"input_ids", "attention_mask"}
+    if task is None or drivable:
+        prompts = [np.asarray(p, dtype=np.int64).reshape(1, -1) for p in prompts] if prompts is not None \
+            else default_prompts(int(ref.config.get("vocab_size") or 100))
+    else:
+        prompts = None  # random token prompts cannot drive an encoder of features: the task check judges
+    if task is not None:
+        feeds = record_feeds(src, task_data, task=task, samples=task_samples)
+    else:
+        feeds = _recorded_feeds(ref, prompts, max_new_tokens)
     names = {"decoder": DECODER_FILE, "encoder": ENCODER_FILE} if folder else {"decoder": dst.name}
     files = {role: (src / name if folder else src) for role, name in names.items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
     judge = {"max_new_tokens": max_new_tokens, "device": device, "min_token_agreement": min_token_agreement,
              "min_cosine": min_cosine}
+    on_task = None if task is None else {"task": task, "data": task_data, "samples": task_samples,
+                                         "max_error": task_max_error}
     with tempfile.TemporaryDirectory(prefix=".edgeai-gq-", dir=dst.parent) as work:
         if mode == "auto":
-            staged, parts, parity, mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge, options)
+            staged, parts, (parity, report), mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge,
+                                                               on_task, options)
         else:
             staged = Path(work) / "out"
             staged.mkdir()
-            parts = _quantize_parts(files, names, staged, mode, feeds, device, dict(options))
-            parity = compare_generation(src, staged if folder else staged / names["decoder"], prompts, **judge)
+            plan = candidate_plan(mode, list(files))
+            parts = _quantize_parts(files, names, staged, plan, feeds, device, dict(options))
+            parity, report = _judge(src, staged if folder else staged / names["decoder"], prompts, judge, on_task)
             mode_used = mode
-        if not parity.passed and not force:
-            raise ToleranceNotMet(f"{mode_used} quantization changes generation too much, so nothing was written: "
-                                  f"{parity.verdict()}. Try another mode, or force=True to write it anyway")
+        failed = [v.verdict() for v in (parity, report) if v is not None and not v.passed]
+        if failed and not force:
+            what = "the task's answers" if report is not None and not report.passed else "generation"
+            raise ToleranceNotMet(f"{mode_used} quantization changes {what} too much, so nothing was written: "
+                                  f"{'; '.join(failed)}. Try another mode, or force=True (--force) to write it anyway")
         if folder:
             dst.mkdir(exist_ok=True)
         for role, name in names.items():
@@ -268,16 +337,42 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
             final = dst / name if folder else dst
             move_onnx(staged / name, final)
             parts[role] = dataclasses.replace(parts[role], dst=final)
-    return GenerationQuantizeResult(src, dst, mode, parts, parity)
+    return GenerationQuantizeResult(src, dst, mode, parts, parity, report)
 
 
-def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, mode: str,
+def _judge(src: Path, target: Path, prompts: list[np.ndarray] | None, judge: dict[str, Any],
+           on_task: dict[str, Any] | None) -> tuple[GenerationParity | None, TaskReport | None]:
+    """Generation parity on prompts (when there are prompts) and the task check (when a task is given)."""
+    parity = compare_generation(src, target, prompts, **judge) if prompts is not None else None
+    report = None
+    if on_task is not None:
+        report = check_task(target, src, on_task["data"], task=on_task["task"], device=judge["device"],
+                            samples=on_task["samples"], max_error=on_task["max_error"])
+    return parity, report
+
+
+def _task_row(report: TaskReport) -> dict[str, Any]:
+    """A candidate's task verdict, as its row in ``candidates`` records it."""
+    r = report.result
+    return {"task": report.task, "passed": report.passed, "metric": r.metric, "value": round(float(r.value), 4),
+            "threshold": r.threshold, "samples": report.samples, "verdict": report.verdict(),
+            "changed": [{"sample": i, "reference": report.reference_answers[i],
+                         "candidate": report.candidate_answers[i]} for i in report.changed]}
+
+
+def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, plan: dict[str, str | None],
                     feeds: dict[str, list[dict]], device: str, options: dict[str, Any]) -> dict[str, Any]:
-    """:func:`edgeai.quantize` each file into ``out`` (judged later, by generation: ``force=True``)."""
+    """:func:`edgeai.quantize` each file into ``out`` by ``plan`` (judged later, by generation:
+    ``force=True``); a file whose mode is None is copied unchanged (FP32)."""
     calibration = options.pop("calibration", None)
     options.setdefault("latency", False)  # one forward's latency says little here; generation is timed instead
     parts: dict[str, Any] = {}
     for role, path in files.items():
+        mode = plan[role]
+        if mode is None:
+            shutil.copyfile(path, out / names[role])
+            parts[role] = _kept(path, out / names[role], device)
+            continue
         # Weight-only modes are data-free unless the user gave calibration data (then AWQ / GPTQ).
         calib = calibration if mode in WEIGHT_ONLY else (calibration or feeds[role])
         parts[role] = quantize(path, out / names[role], mode=mode, device=device, force=True,
@@ -285,59 +380,80 @@ def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, mo
     return parts
 
 
+def _rates(src: Path, targets: dict[str, Path], prompts: list[np.ndarray] | None, judge: dict[str, Any],
+           on_task: dict[str, Any] | None) -> dict[str, Any]:
+    """Interleaved timing of FP32 and the passing candidates: the task pipeline on its data, a folder's
+    whole generation (encoder included), or a decoder file's decode steps."""
+    models = {"fp32": src, **targets}
+    if on_task is not None:
+        return task_rates(models, on_task["data"], task=on_task["task"], device=judge["device"])
+    return decode_rates(models, prompts[0], judge["max_new_tokens"], device=judge["device"],
+                        end_to_end=src.is_dir())
+
+
 def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, feeds: dict[str, list[dict]],
-          prompts: list[np.ndarray], judge: dict[str, Any], options: dict[str, Any]) -> tuple[Any, ...]:
-    """Try each candidate mode, judge by generation, time the passing ones; see :func:`quantize_generation`."""
+          prompts: list[np.ndarray] | None, judge: dict[str, Any], on_task: dict[str, Any] | None,
+          options: dict[str, Any]) -> tuple[Any, ...]:
+    """Try each candidate, judge it (generation, task), time the passing ones; see :func:`quantize_generation`."""
     min_speedup = float(options.pop("min_speedup", 1.0))
-    candidates = list(options.pop("candidates", AUTO_CANDIDATES))
+    candidates = list(options.pop("candidates", FOLDER_CANDIDATES if src.is_dir() else AUTO_CANDIDATES))
     tried: list[dict[str, Any]] = []
-    passing: list[tuple[str, Path, dict[str, Any], GenerationParity]] = []
+    passing: list[tuple[str, Path, dict[str, Any], tuple[Any, Any]]] = []
     for name in candidates:
-        out = work / name
+        out = work / name.replace(":", "-")
         out.mkdir()
         row: dict[str, Any] = {"name": name, "passed": False, "error": None}
         try:
-            parts = _quantize_parts(files, names, out, name, feeds, judge["device"], dict(options))
+            plan = candidate_plan(name, list(files))
+            row["modes"] = {role: mode or "fp32" for role, mode in plan.items()}
+            parts = _quantize_parts(files, names, out, plan, feeds, judge["device"], dict(options))
             target = out if src.is_dir() else out / names["decoder"]
-            parity = compare_generation(src, target, prompts, **judge)
-            row.update(passed=parity.passed, token_agreement=round(parity.token_agreement, 4),
-                       worst_cosine=round(parity.worst_cosine, 6), size=sum(p.size_after for p in parts.values()))
-            if parity.passed:
-                passing.append((name, out, parts, parity))
+            parity, report = _judge(src, target, prompts, judge, on_task)
+            passed = all(v.passed for v in (parity, report) if v is not None)
+            row.update(passed=passed, size=sum(p.size_after for p in parts.values()))
+            if parity is not None:
+                row.update(token_agreement=round(parity.token_agreement, 4),
+                           worst_cosine=round(parity.worst_cosine, 6))
+            if report is not None:
+                row["task"] = _task_row(report)
+            if passed:
+                passing.append((name, out, parts, (parity, report)))
         except EdgeAIError as e:
             row["error"] = str(e)[:300]
         tried.append(row)
     notes: list[str] = []
     chosen = None
     if passing:
-        decoder = {name: (out if src.is_dir() else out / names["decoder"]) for name, out, _, _ in passing}
-        rates = decode_rates({"fp32": src, **decoder}, prompts[0], judge["max_new_tokens"], device=judge["device"])
+        rates = _rates(src, {name: (out if src.is_dir() else out / names["decoder"]) for name, out, _, _ in passing},
+                       prompts, judge, on_task)
         for row in tried:
             if row["name"] in rates["speedup"]:
                 row.update(tokens_per_s=rates["tokens_per_s"][row["name"]], speedup=rates["speedup"][row["name"]])
+        timed = f"{rates['timed']}, {rates['rounds']} interleaved rounds on {judge['device']}"
         fast = [p for p in passing if rates["speedup"][p[0]] >= min_speedup]
         if fast:
             chosen = max(fast, key=lambda p: rates["speedup"][p[0]])
-            notes.append(f"auto chose {chosen[0]}: {rates['speedup'][chosen[0]]}x FP32's decode tokens/s on "
-                         f"{judge['device']} ({rates['rounds']} interleaved rounds)")
+            notes.append(f"auto chose {chosen[0]}: {rates['speedup'][chosen[0]]}x FP32's tokens/s ({timed})")
         else:
-            notes.append(f"no passing candidate was measured faster than FP32 (>= {min_speedup}x decode tokens/s) on "
-                         f"{judge['device']}: FP32 kept")
+            notes.append(f"no passing candidate was measured faster than FP32 (>= {min_speedup}x tokens/s; {timed}): "
+                         "FP32 kept")
     else:
-        notes.append("no candidate kept generation within tolerance: FP32 kept")
+        what = "generation and the task" if on_task is not None and prompts is not None else \
+            "the task" if on_task is not None else "generation"
+        notes.append(f"no candidate kept {what} within tolerance: FP32 kept")
     if chosen is None:
         keep = work / "fp32"
         keep.mkdir()
         for role, path in files.items():
             shutil.copyfile(path, keep / names[role])
-        parity = compare_generation(src, keep if src.is_dir() else keep / names["decoder"], prompts, **judge)
+        verdicts = _judge(src, keep if src.is_dir() else keep / names["decoder"], prompts, judge, on_task)
         parts = {role: _kept(path, keep / names[role], judge["device"]) for role, path in files.items()}
         staged, mode_used = keep, "fp32"
     else:
-        mode_used, staged, parts, parity = chosen
+        mode_used, staged, parts, verdicts = chosen
     parts = {role: dataclasses.replace(p, mode=f"auto:{mode_used}", candidates=tuple(tried),
                                        notes=tuple(p.notes) + tuple(notes)) for role, p in parts.items()}
-    return staged, parts, parity, mode_used
+    return staged, parts, verdicts, mode_used
 
 
 def _kept(src: Path, dst: Path, device: str) -> Any:

@@ -101,24 +101,37 @@ def print_quantize(result: Any, device: str) -> None:
 
 
 def print_generation_quantize(result: Any, device: str) -> None:
-    """A decoder's quantization: sizes, the generation verdict, and what ``auto`` tried."""
+    """A decoder's quantization: sizes, the generation (and task) verdicts, and what ``auto`` tried."""
     c = console()
-    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"],
-                  [("size KB", result.size_before / 1024, result.size_after / 1024),
-                   ("greedy token agreement", 1.0, result.parity.token_agreement),
-                   ("step logit cosine (worst)", 1.0, result.parity.worst_cosine)]))
+    rows: list[tuple[Any, ...]] = [("size KB", result.size_before / 1024, result.size_after / 1024)]
+    if result.parity is not None:
+        rows += [("greedy token agreement", 1.0, result.parity.token_agreement),
+                 ("step logit cosine (worst)", 1.0, result.parity.worst_cosine)]
+    if result.task is not None:
+        rows.append((result.task.result.metric, 0.0, result.task.result.value))
+    c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
     part = result.parts["decoder"]
     if part.candidates:
-        c.print(table(f"auto: configs tried (judged by generation on {device})",
-                      ["config", "passed", "token agreement", "worst cosine", "tokens/s", "speed-up", "error"],
-                      [(r["name"], r["passed"], r.get("token_agreement"), r.get("worst_cosine"), r.get("tokens_per_s"),
-                        r.get("speedup"), (r.get("error") or "")[:60]) for r in part.candidates]))
-    c.print(result.parity.verdict())
+        judged = " and ".join(([] if result.parity is None else ["generation"])
+                              + ([] if result.task is None else [result.task.task]))
+        c.print(table(f"auto: configs tried (judged by {judged} on {device})",
+                      ["config", "passed", "token agreement", "worst cosine", "task error", "changed", "tokens/s",
+                       "speed-up", "error"],
+                      [(r["name"], r["passed"], r.get("token_agreement"), r.get("worst_cosine"),
+                        (r.get("task") or {}).get("value"), len((r.get("task") or {}).get("changed", [])),
+                        r.get("tokens_per_s"), r.get("speedup"), (r.get("error") or "")[:60])
+                       for r in part.candidates]))
+    for verdict in (result.parity, result.task):
+        if verdict is not None:
+            c.print(verdict.verdict())
+    seen: set[str] = set()
     for role, p in result.parts.items():
         if p.config:
             c.print(f"{role} config: {p.config}")
         for n in p.notes:
-            c.print(f"note: {n}")
+            if n not in seen:  # auto's notes are on every part
+                seen.add(n)
+                c.print(f"note: {n}")
 
 
 def print_run(summary: dict[str, Any]) -> None:

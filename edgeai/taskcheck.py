@@ -19,7 +19,8 @@ an encoder-decoder), loaded on a device. The encoder's output is judged too, as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,11 @@ def _batches(feeds: Feeds, names: Sequence[str], size: int) -> list[dict[str, np
     return out
 
 
-def _whisper_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_tokens: int) -> tuple[Any, ...]:
+OnStep = Callable[[dict[str, np.ndarray]], None] | None
+
+
+def _whisper_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_tokens: int,
+                    on_step: OnStep = None) -> tuple[Any, ...]:
     hidden_name = side.encoder.outputs[0].name
     presents = [o.name for o in side.decoder.outputs if o.name.startswith("present.")]
     hiddens: list[np.ndarray] = []
@@ -131,6 +136,8 @@ def _whisper_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_t
         return hiddens[-1]
 
     def step(feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if on_step is not None:
+            on_step(feeds)
         out = side.decoder.run(feeds)
         return out["logits"], {n: out[n] for n in presents}
 
@@ -139,7 +146,8 @@ def _whisper_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_t
     return tokens, hiddens
 
 
-def _seq2seq_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_tokens: int) -> tuple[Any, ...]:
+def _seq2seq_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_tokens: int,
+                    on_step: OnStep = None) -> tuple[Any, ...]:
     cfg = side.config
     prompt = list(cfg.get("decoder_prompt_ids") or [cfg.get("decoder_start_token_id")])
     if prompt[0] is None:
@@ -166,7 +174,10 @@ def _seq2seq_tokens(side: _Side, batches: list[dict[str, np.ndarray]], max_new_t
         done = np.zeros(batch, bool)
         rows: list[list[int]] = [[] for _ in range(batch)]
         for _ in range(max_new_tokens):
-            out = side.decoder.run({"decoder_input_ids": ids, **fixed, **past})
+            feeds = {"decoder_input_ids": ids, **fixed, **past}
+            if on_step is not None:
+                on_step(feeds)
+            out = side.decoder.run(feeds)
             token = np.asarray(out["logits"])[:, -1, :].argmax(-1)
             for r in np.flatnonzero(~done):
                 if int(token[r]) not in eos:
@@ -200,11 +211,7 @@ def check_task(candidate: str | Path, reference: str | Path, data: Any, *, task:
         InputMismatchError: unknown task, no data, or data that do not fit the encoder.
         ModelLoadError: a folder lacks its encoder or decoder.
     """
-    if task not in TASKS:
-        raise InputMismatchError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-    if data is None:
-        raise InputMismatchError("a task check needs real inputs: pass --data FILE (for transcribe, a .npz with "
-                                 "input_features [N, 80, 3000] log-mel features of speech)")
+    _check_args(task, data)
     if not 0 <= max_error <= 1:
         raise InputMismatchError(f"max_error must be within [0, 1]; got {max_error}")
     ref, cand = _Side(reference, reference_device), _Side(candidate, device)
@@ -225,6 +232,67 @@ def check_task(candidate: str | Path, reference: str | Path, data: Any, *, task:
         result = token_error_metric(ref_tokens, cand_tokens, max_error)
     return TaskReport(task, result, len(ref_ans), feeds.to_dict(), ref.describe(), cand.describe(), ref_ans,
                       cand_ans, encoder)
+
+
+def _check_args(task: str, data: Any) -> None:
+    if task not in TASKS:
+        raise InputMismatchError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if data is None:
+        raise InputMismatchError("a task check needs real inputs: pass --data FILE (for transcribe, a .npz with "
+                                 "input_features [N, 80, 3000] log-mel features of speech)")
+
+
+def record_feeds(folder: str | Path, data: Any, *, task: str = "transcribe", device: str = "cpu",
+                 samples: int | None = None, max_new_tokens: int = 96, max_steps: int = 16) -> dict[str, list[dict]]:
+    """The encoder's and the decoder's feeds while ``folder`` runs ``task`` greedily on ``data``.
+
+    Real inputs for calibrating and evaluating a quantizer: ``encoder`` holds one feed per sample,
+    ``decoder`` a spread of at most ``max_steps`` decoder steps (the prompt step and decode steps,
+    each with its KV cache), all at batch 1.
+    """
+    _check_args(task, data)
+    side = _Side(folder, device)
+    feeds = resolve_feeds(data, side.encoder.inputs, samples=samples)
+    names = [s.name for s in side.encoder.inputs]
+    batches = _batches(feeds, names, 1)
+    steps: list[dict[str, np.ndarray]] = []
+    decode = _whisper_tokens if task == "transcribe" else _seq2seq_tokens
+    decode(side, batches, max_new_tokens, on_step=lambda f: steps.append(dict(f)))
+    return {"encoder": [{n: b[n] for n in names} for b in batches],
+            "decoder": steps[:: max(1, -(-len(steps) // max_steps))]}
+
+
+def task_rates(folders: dict[str, str | Path], data: Any, *, task: str = "transcribe", device: str = "cpu",
+               samples: int = 1, rounds: int = 3, warmup: int = 1, max_new_tokens: int = 96) -> dict[str, Any]:
+    """Time the whole greedy pipeline (encoder, then every decoder step) of each folder on ``device``.
+
+    Each round runs every folder in turn on the first ``samples`` samples of ``data`` (interleaved,
+    so load on the machine hits all alike). ``speedup`` is each folder's median per-round ratio of
+    the first folder's wall time to its own; ``tokens_per_s`` counts generated tokens (end token
+    included) over the whole wall time, encoder included.
+    """
+    _check_args(task, data)
+    sides = {name: _Side(f, device) for name, f in folders.items()}
+    first = next(iter(sides))
+    enc = sides[first].encoder.inputs
+    batches = _batches(resolve_feeds(data, enc, samples=samples), [s.name for s in enc], 1)
+    decode = _whisper_tokens if task == "transcribe" else _seq2seq_tokens
+    seconds: dict[str, list[float]] = {n: [] for n in sides}
+    tokens: dict[str, int] = {}
+    for r in range(warmup + rounds):
+        for name, side in sides.items():
+            t0 = time.perf_counter()
+            rows, _ = decode(side, batches, max_new_tokens)
+            if r >= warmup:
+                seconds[name].append(time.perf_counter() - t0)
+                tokens[name] = sum(len(row) + 1 for row in rows)
+    speedup = {n: round(float(np.median([b / c for b, c in zip(seconds[first], v, strict=True)])), 3)
+               for n, v in seconds.items()}
+    return {"tokens_per_s": {n: round(tokens[n] / float(np.median(v)), 1) for n, v in seconds.items()},
+            "seconds": {n: round(float(np.median(v)), 4) for n, v in seconds.items()}, "speedup": speedup,
+            "rounds": rounds, "samples": len(batches), "device": device, "task": task,
+            "timed": f"whole greedy pipeline: encoder + every decoder step, on {len(batches)} "
+                     f"sample{'s' if len(batches) != 1 else ''} of the task's data"}
 
 
 def token_error_metric(reference: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]],

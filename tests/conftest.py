@@ -97,10 +97,12 @@ def random_feeds(model, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
 # Files that share an expensive session fixture run on one worker: the Whisper tiny.en export and
 # PyTorch transcripts (~2 min) are built once, not once per worker.
 SAME_WORKER = {"tests/test_real_whisper_weights.py": "tests/test_real_whisper.py",
+               "tests/test_real_whisper_auto.py": "tests/test_real_whisper.py",
                "tests/test_real_parity.py": "tests/test_real_whisper.py"}
 # The longest files start first, so the two workers finish together instead of one running a long
 # tail alone (seconds measured on the 2-core box, whole files).
-LONGEST_FIRST = ("tests/test_real_whisper.py", "tests/test_real_whisper_weights.py", "tests/test_real_parity.py",
+LONGEST_FIRST = ("tests/test_real_whisper.py", "tests/test_real_whisper_weights.py", "tests/test_real_whisper_auto.py",
+                 "tests/test_real_parity.py",
                  "tests/test_examples.py", "tests/test_readme.py", "tests/test_export.py", "tests/test_fastest.py",
                  "tests/test_decoding.py", "tests/test_generate.py", "tests/test_quantize.py",
                  "tests/test_real_models.py", "tests/test_fleet.py", "tests/test_textgpt.py")

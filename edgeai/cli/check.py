@@ -12,9 +12,11 @@ from edgeai.cli.options import (
     DataOpt,
     FleetOpt,
     JsonOpt,
+    MaxErrorOpt,
     MinCosineOpt,
     MinTop1Opt,
     OutputKindOpt,
+    PipelineTaskOpt,
     TargetsOpt,
     ThresholdOpt,
     TimeoutOpt,
@@ -41,11 +43,8 @@ def check(
     min_top1: MinTop1Opt = None,
     output_kind: OutputKindOpt = None,
     threshold: ThresholdOpt = None,
-    task: Annotated[str | None, typer.Option(help="Run a task pipeline end to end instead of single graphs: "
-                                             "transcribe (Whisper: word error rate of the transcripts) or seq2seq "
-                                             "(token error rate of greedy generations)")] = None,
-    max_error: Annotated[float | None, typer.Option(help="With --task: the largest word/token error rate vs the "
-                                                    "reference's answers that passes (default 0.01)")] = None,
+    task: PipelineTaskOpt = None,
+    max_error: MaxErrorOpt = None,
     layerwise: Annotated[bool, typer.Option(help="Find the first nodes where an ONNX candidate diverges from an "
                                             "ONNX reference")] = False,
     fleet: FleetOpt = None,

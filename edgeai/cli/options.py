@@ -36,6 +36,11 @@ OldInputSpecOpt = Annotated[list[str] | None, typer.Option("--input", hidden=Tru
                                                            help="Old spelling of --input-spec")]
 DynamicOpt = Annotated[list[str] | None, typer.Option("--dynamic", help="NAME:AXIS=SYMBOL[,...], e.g. x:0=batch")]
 TaskOpt = Annotated[str | None, typer.Option(help="transformers task for a model folder")]
+PipelineTaskOpt = Annotated[str | None, typer.Option("--task", help="Run a task pipeline end to end: transcribe "
+                                                    "(Whisper: word error rate of the transcripts) or seq2seq (token "
+                                                    "error rate of greedy generations), on --data")]
+MaxErrorOpt = Annotated[float | None, typer.Option("--max-error", help="With --task: the largest word/token error "
+                                                   "rate vs the reference's answers that passes (default 0.01)")]
 MinCosineOpt = Annotated[float | None, typer.Option(help="Tolerance: minimum output cosine")]
 MinTop1Opt = Annotated[float | None, typer.Option(help="Tolerance: minimum top-1 agreement (0-1)")]
 FleetOpt = Annotated[str | None, typer.Option("--fleet", help="Run on every target box of a Ray cluster: HOST:PORT, "

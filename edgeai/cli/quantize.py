@@ -13,9 +13,11 @@ from edgeai.cli.options import (
     CalibOpt,
     DataOpt,
     JsonOpt,
+    MaxErrorOpt,
     MinCosineOpt,
     MinTop1Opt,
     OutputKindOpt,
+    PipelineTaskOpt,
     ThresholdOpt,
     alias,
     task_limits,
@@ -57,6 +59,10 @@ def quantize(
     fuse: Annotated[bool | None, typer.Option("--fuse/--no-fuse", help="int4 on onnxruntime: onnxruntime's "
                                               "fusion passes (default on)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Decoders: tokens per prompt the generation judge runs")] = 32,
+    task: PipelineTaskOpt = None,
+    max_error: MaxErrorOpt = None,
+    samples: Annotated[int | None, typer.Option(help="With --task: the cap on how many --data samples are used")
+                       ] = None,
     force: Annotated[bool, typer.Option(help="Write the file even if parity fails")] = False,
     json_out: JsonOpt = False,
     old_eval: Annotated[str | None, typer.Option("--eval", hidden=True, help="Old spelling of --data")] = None,
@@ -64,9 +70,13 @@ def quantize(
     """Quantize an ONNX model and prove it still matches the original (exit 1 if it does not).
 
     A KV-cache decoder (text-generation-with-past, or an encoder-decoder folder) is judged by
-    generation instead: greedy token agreement and per-step logit cosine on prompts.
+    generation instead: greedy token agreement and per-step logit cosine on prompts. With --task, an
+    encoder-decoder folder's result must also keep the pipeline's answers on --data (transcripts, or
+    generated token sequences), and --mode may name one file (decoder:dynamic keeps the encoder FP32).
 
     Example: edgeai quantize cnn.onnx -o cnn.int8.onnx --mode auto --calib calib.npz --data eval.npz --device openvino:CPU
+
+    Example: edgeai quantize whisper/ -o whisper-int8/ --mode auto --task transcribe --data speech.npz
     """
     import edgeai
     from edgeai import summaries
@@ -93,21 +103,32 @@ def quantize(
         options[key] = value
     weight_options = {"block_size": block_size, "symmetric": symmetric, "ratio": ratio, "engine": engine,
                       "accuracy_level": accuracy_level, "embedding": embedding, "fuse": fuse}
-    if mode in ("int4", "int8-weights"):
+    if mode.rpartition(":")[2] in ("int4", "int8-weights"):  # decoder:int4 names one file of a folder
         options.update({k: v for k, v in weight_options.items() if v is not None})
         options.setdefault("engine", "nncf" if device.startswith("openvino") else "onnxruntime")
     elif any(v is not None for v in weight_options.values()):
         raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine, --accuracy-level, --embedding and --fuse "
                           f"apply to --mode int4 and int8-weights; got --mode {mode}")
     decoder = is_generation_export(src)
+    if task is None and (max_error is not None or samples is not None):
+        raise EdgeAIError("--max-error and --samples go with --task (transcribe | seq2seq), which judges the "
+                          "pipeline's answers on --data; add --task or drop them")
+    if not decoder and any(v is not None for v in (task, max_error, samples)):
+        raise EdgeAIError(f"--task, --max-error and --samples apply to an encoder-decoder folder (encoder.onnx + "
+                          f"decoder.onnx); {src} is not one")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if decoder:
             from edgeai.generate_parity import quantize_generation
 
-            if data is not None:
-                raise EdgeAIError("a KV-cache decoder is judged by generation on prompts; --data does not apply")
+            if data is not None and task is None:
+                raise EdgeAIError("a KV-cache decoder is judged by generation on prompts; --data applies only with "
+                                  "--task (transcribe | seq2seq), as the task's inputs")
             judge = {"min_cosine": min_cosine} if min_cosine is not None else {}
+            if task is not None:
+                judge.update(task=task, task_data=data, task_samples=samples)
+                if max_error is not None:
+                    judge["task_max_error"] = max_error
             result = quantize_generation(src, output, mode=mode, device=device, max_new_tokens=max_new_tokens,
                                          force=force, calibration=calib, **judge, **options)
         else:
