@@ -42,6 +42,7 @@ from edgeai.generation import (
 )
 from edgeai.onnxfile import move_onnx
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
+from edgeai.speedup import decide
 from edgeai.taskcheck import (
     DEFAULT_MAX_ERROR,
     TASKS,
@@ -268,9 +269,10 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
 
     ``mode="auto"`` tries ``candidates`` (default :data:`AUTO_CANDIDATES` for a decoder file,
     :data:`FOLDER_CANDIDATES` for a folder), each judged as above, times the passing ones against
-    FP32 on ``device`` (interleaved rounds) and writes the fastest that is at least ``min_speedup``
-    (default 1.0) times FP32's rate; when none is, the FP32 file(s) are written with a note saying
-    so. What is timed: a decoder file's decode tokens/s after the first token; a folder's whole
+    FP32 on ``device`` (:data:`SPEED_ROUNDS` interleaved rounds) and writes the fastest whose 95%
+    interval over per-round ratios has its lower bound at or above ``min_speedup`` (default 1.0; 0
+    takes the fastest passing one); when none does, the FP32 file(s) are written with a note giving
+    each candidate's interval. What is timed: a decoder file's decode tokens/s after the first token; a folder's whole
     greedy generation, encoder included (on ``task_data`` when ``task`` is given). What was tried,
     with each candidate's verdicts, is in ``parts[...].candidates``.
 
@@ -380,15 +382,19 @@ def _quantize_parts(files: dict[str, Path], names: dict[str, str], out: Path, pl
     return parts
 
 
+#: interleaved timing rounds behind a decoder's speed decision (a t-interval over 5 per-round ratios)
+SPEED_ROUNDS = 5
+
+
 def _rates(src: Path, targets: dict[str, Path], prompts: list[np.ndarray] | None, judge: dict[str, Any],
            on_task: dict[str, Any] | None) -> dict[str, Any]:
     """Interleaved timing of FP32 and the passing candidates: the task pipeline on its data, a folder's
     whole generation (encoder included), or a decoder file's decode steps."""
     models = {"fp32": src, **targets}
     if on_task is not None:
-        return task_rates(models, on_task["data"], task=on_task["task"], device=judge["device"])
+        return task_rates(models, on_task["data"], task=on_task["task"], device=judge["device"], rounds=SPEED_ROUNDS)
     return decode_rates(models, prompts[0], judge["max_new_tokens"], device=judge["device"],
-                        end_to_end=src.is_dir())
+                        end_to_end=src.is_dir(), rounds=SPEED_ROUNDS)
 
 
 def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, feeds: dict[str, list[dict]],
@@ -426,17 +432,25 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
     if passing:
         rates = _rates(src, {name: (out if src.is_dir() else out / names["decoder"]) for name, out, _, _ in passing},
                        prompts, judge, on_task)
+        # The same gate as auto on one graph: a candidate is faster only when the lower bound of the
+        # 95% interval over per-round ratios clears min_speedup (min_speedup <= 0: fastest passing).
+        decisions = {p[0]: decide(rates["ratios"][p[0]], min_speedup) for p in passing
+                     if min_speedup > 0 and rates["ratios"][p[0]]}  # no ratio: a run that generated nothing
         for row in tried:
             if row["name"] in rates["speedup"]:
                 row.update(tokens_per_s=rates["tokens_per_s"][row["name"]], speedup=rates["speedup"][row["name"]])
+                if row["name"] in decisions:
+                    row["speed_decision"] = decisions[row["name"]].to_dict()
         timed = f"{rates['timed']}, {rates['rounds']} interleaved rounds on {judge['device']}"
-        fast = [p for p in passing if rates["speedup"][p[0]] >= min_speedup]
+        fast = [p for p in passing if min_speedup <= 0 or (p[0] in decisions and decisions[p[0]].faster)]
         if fast:
             chosen = max(fast, key=lambda p: rates["speedup"][p[0]])
-            notes.append(f"auto chose {chosen[0]}: {rates['speedup'][chosen[0]]}x FP32's tokens/s ({timed})")
+            why = decisions[chosen[0]].reason() if chosen[0] in decisions else f"{rates['speedup'][chosen[0]]}x"
+            notes.append(f"auto chose {chosen[0]}: {why} ({timed})")
         else:
-            notes.append(f"no passing candidate was measured faster than FP32 (>= {min_speedup}x tokens/s; {timed}): "
-                         "FP32 kept")
+            told = "; ".join(f"{n}: {d.reason()}" for n, d in decisions.items())
+            notes.append(f"no passing candidate was measured faster than FP32 (lower bound >= {min_speedup}x; "
+                         f"{timed}): FP32 kept; {told}")
     else:
         what = "generation and the task" if on_task is not None and prompts is not None else \
             "the task" if on_task is not None else "generation"

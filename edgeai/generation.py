@@ -455,7 +455,8 @@ def decode_rates(models: dict[str, Any], prompt: Any, new_tokens: int = 16, *, d
                  rounds: int = 3, warmup: int = 1, end_to_end: bool = False) -> dict[str, Any]:
     """Greedy decode tokens/s of several models, measured interleaved (each round runs every model in
     turn, so load on the machine hits all alike); speed-up of each over the first, median of per-round
-    ratios. For choosing between configs (``auto``); benchmarks use :func:`benchmark_generation`.
+    ratios (``ratios``: the per-round ratios, for an interval). For choosing between configs
+    (``auto``); benchmarks use :func:`benchmark_generation`.
 
     By default the rate is the decode steps after the first token (encoder and prompt step left
     out); ``end_to_end`` counts every new token over the whole generation's wall time, the
@@ -471,10 +472,12 @@ def decode_rates(models: dict[str, Any], prompt: Any, new_tokens: int = 16, *, d
                 (g.tokens_per_s or 0.0)
             if r >= warmup:
                 per_round[name].append(rate)
-    ratios = {name: float(np.median([c / b for c, b in zip(v, per_round[first], strict=True) if b > 0] or [0.0]))
-              for name, v in per_round.items()}
+    per_ratio = {name: [c / b for c, b in zip(v, per_round[first], strict=True) if b > 0 and c > 0]
+                 for name, v in per_round.items()}
+    ratios = {name: float(np.median(v or [0.0])) for name, v in per_ratio.items()}
     return {"tokens_per_s": {n: round(float(np.median(v)), 1) for n, v in per_round.items()},
-            "speedup": {n: round(v, 3) for n, v in ratios.items()}, "rounds": rounds, "device": device,
+            "speedup": {n: round(v, 3) for n, v in ratios.items()}, "ratios": per_ratio, "rounds": rounds,
+            "device": device,
             "new_tokens": new_tokens, "timed": "whole generation: encoder + every decoder step" if end_to_end
             else "decode steps after the first token"}
 

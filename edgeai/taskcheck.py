@@ -268,7 +268,7 @@ def task_rates(folders: dict[str, str | Path], data: Any, *, task: str = "transc
 
     Each round runs every folder in turn on the first ``samples`` samples of ``data`` (interleaved,
     so load on the machine hits all alike). ``speedup`` is each folder's median per-round ratio of
-    the first folder's wall time to its own; ``tokens_per_s`` counts generated tokens (end token
+    the first folder's wall time to its own (``ratios``: the per-round ratios, for an interval); ``tokens_per_s`` counts generated tokens (end token
     included) over the whole wall time, encoder included.
     """
     _check_args(task, data)
@@ -286,10 +286,11 @@ def task_rates(folders: dict[str, str | Path], data: Any, *, task: str = "transc
             if r >= warmup:
                 seconds[name].append(time.perf_counter() - t0)
                 tokens[name] = sum(len(row) + 1 for row in rows)
-    speedup = {n: round(float(np.median([b / c for b, c in zip(seconds[first], v, strict=True)])), 3)
-               for n, v in seconds.items()}
+    ratios = {n: [b / c for b, c in zip(seconds[first], v, strict=True) if c > 0] for n, v in seconds.items()}
+    speedup = {n: round(float(np.median(r or [0.0])), 3) for n, r in ratios.items()}
     return {"tokens_per_s": {n: round(tokens[n] / float(np.median(v)), 1) for n, v in seconds.items()},
             "seconds": {n: round(float(np.median(v)), 4) for n, v in seconds.items()}, "speedup": speedup,
+            "ratios": ratios,
             "rounds": rounds, "samples": len(batches), "device": device, "task": task,
             "timed": f"whole greedy pipeline: encoder + every decoder step, on {len(batches)} "
                      f"sample{'s' if len(batches) != 1 else ''} of the task's data"}

@@ -228,6 +228,11 @@ def test_auto_quantization_of_a_decoder_is_judged_by_generation(exported, tmp_pa
     else:
         assert precision in ("int8", "int4") and any("auto chose" in n for n in part.notes), part.notes
     assert part.candidates, "auto must say what it tried"
+    # Every timed candidate carries its decision on an interval over interleaved rounds, as auto on one graph.
+    for row in (c for c in part.candidates if "speedup" in c):
+        d = row["speed_decision"]
+        assert d["outcome"] in ("faster", "not_faster", "undecided") and d["estimate"]["rounds"] >= 5, d
+        assert d["reason"].split(":")[0] in ("faster", "not faster") or d["reason"].startswith("undecided")
 
 
 def test_dynamic_int8_generation_parity(exported, tmp_path):
