@@ -38,8 +38,9 @@ models: $(STAMP) espeak
 # Two workers on two cores: torch gets one thread each. The engines keep their own defaults: with
 # EDGEAI_THREADS=1 OpenVINO 2026.4's CPU plugin (INFERENCE_NUM_THREADS=1) ran a pooling window larger
 # than its input instead of refusing it, and crashed a 3000-run soak (general protection fault).
+# --max-worker-restart 0: a crashed worker ends the run with the test named (a restarted one hung xdist).
 test: $(STAMP) models
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q -ra --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --max-worker-restart 0 -q -ra --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -87,7 +87,10 @@ def test_fp16_output_within_1e_2_of_fp32(fp16, trained_cnn, digits, device):
     ref = edgeai.load(fp32, device).run({"pixel_values": x})["logits"]
     out = edgeai.load(fp16.dst, device).run({"pixel_values": x})["logits"]
     assert out.dtype == np.float32  # keep_io_types: callers' feeds and outputs stay FP32
-    assert np.abs(out - ref).max() < 1e-2
+    # FP16 keeps ~3 significant digits: the error scales with the logits (up to ~12 here, and how
+    # large depends on the training run), so bound it relative to them, and the answers must not move.
+    assert np.abs(out - ref).max() <= 2e-3 * np.abs(ref).max()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.99
     assert graph_precision(load_proto(fp16.dst)) == "f16"
     assert fp16.config["keep_io_types"] is True
 
