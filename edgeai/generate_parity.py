@@ -35,11 +35,10 @@ from edgeai.errors import EdgeAIError, QuantizationError
 from edgeai.generation import (
     DECODER_FILE,
     ENCODER_FILE,
-    decode_rates,
     generate,
     load_generative,
-    prefill_logits,
 )
+from edgeai.lm_measures import PerplexityCheck, decode_rates, perplexity
 from edgeai.onnxfile import move_onnx
 from edgeai.quantization import QuantizeResult, ToleranceNotMet, quantize
 from edgeai.speedup import decide
@@ -156,10 +155,11 @@ class GenerationQuantizeResult:
     parts: dict[str, Any]  # "decoder" (and "encoder") -> QuantizeResult
     parity: GenerationParity | None  # None when prompts cannot drive the encoder (Whisper): the task judges
     task: TaskReport | None = None  # the end-to-end task verdict, when quantize_generation was given a task
+    perplexity: PerplexityCheck | None = None  # when quantize_generation was given held-out token ids
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in (self.parity, self.task) if v is not None)
+        return all(v.passed for v in (self.parity, self.task, self.perplexity) if v is not None)
 
     @property
     def size_before(self) -> int:
@@ -173,7 +173,9 @@ class GenerationQuantizeResult:
         return {"src": str(self.src), "dst": str(self.dst), "mode": self.mode, "size_before": self.size_before,
                 "size_after": self.size_after, "parts": {k: v.to_dict() for k, v in self.parts.items()},
                 "parity": self.parity.to_dict() if self.parity is not None else None,
-                "task": self.task.to_dict() if self.task is not None else None, "passed": self.passed}
+                "task": self.task.to_dict() if self.task is not None else None,
+                "perplexity": self.perplexity.to_dict() if self.perplexity is not None else None,
+                "passed": self.passed}
 
 
 def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int) -> dict[str, list[dict]]:
@@ -185,44 +187,6 @@ def _recorded_feeds(gm: Any, prompts: Sequence[np.ndarray], max_new_tokens: int)
     if gm.is_seq2seq:
         out["encoder"] = [{"input_ids": p, "attention_mask": np.ones_like(p)} for p in prompts]
     return out
-
-
-@dataclass(frozen=True)
-class Perplexity:
-    """exp(mean next-token negative log-likelihood) of a decoder on held-out token ids."""
-
-    value: float
-    tokens: int  # predicted tokens scored
-    windows: int
-    context: int
-    runtime: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"perplexity": round(self.value, 4), "tokens": self.tokens, "windows": self.windows,
-                "context": self.context, "runtime": self.runtime}
-
-
-def perplexity(model: Any, token_ids: Any, *, context: int = 128, max_windows: int | None = 16,
-               device: str = "cpu", **load_options: Any) -> Perplexity:
-    """Perplexity of a decoder-only KV-cache export over non-overlapping windows of ``context`` tokens.
-
-    Each window is one prefill step from an empty cache (the same step generation starts with);
-    ``max_windows`` bounds the cost (None: all of ``token_ids``).
-    """
-    gm = load_generative(model, device, **load_options)
-    ids = np.asarray(token_ids, dtype=np.int64).ravel()
-    windows = [ids[i:i + context] for i in range(0, len(ids) - 1, context) if len(ids[i:i + context]) > 1]
-    windows = windows[:max_windows] if max_windows else windows
-    if not windows:
-        raise QuantizationError(f"perplexity needs at least 2 token ids; got {len(ids)}")
-    total, count = 0.0, 0
-    for w in windows:
-        logits = prefill_logits(gm, w[None])[0, :-1].astype(np.float64)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        total -= float(logp[np.arange(len(w) - 1), w[1:]].sum())
-        count += len(w) - 1
-    return Perplexity(float(np.exp(total / count)), count, len(windows), context, gm.describe().to_dict())
 
 
 #: what ``auto`` tries on a decoder: INT8 activations (dynamic), then the weight-only modes
@@ -250,7 +214,8 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
                         device: str = "cpu", prompts: Sequence[Any] | None = None, max_new_tokens: int = 32,
                         min_token_agreement: float = 0.9, min_cosine: float = 0.99, force: bool = False,
                         task: str | None = None, task_data: Any = None, task_samples: int | None = None,
-                        task_max_error: float = DEFAULT_MAX_ERROR, **options: Any) -> GenerationQuantizeResult:
+                        task_max_error: float = DEFAULT_MAX_ERROR, perplexity_ids: Any = None,
+                        max_perplexity_increase: float = 0.01, **options: Any) -> GenerationQuantizeResult:
     """Quantize a KV-cache decoder (``.onnx``) or encoder-decoder folder; accept it by generation parity.
 
     Each file goes through :func:`edgeai.quantize` (calibrated and evaluated on feeds recorded from
@@ -266,6 +231,10 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
     rate must stay within ``task_max_error``. Calibration then comes from the encoder's and decoder's
     feeds on ``task_data``. Generation parity on random prompts still runs when the encoder takes
     ``input_ids``; a Whisper encoder takes log-mel features, so there the task check is the judge.
+
+    ``perplexity_ids`` (held-out token ids: an array or a ``.npy`` file; decoder files only) adds
+    the language-model verdict: the candidate's perplexity over them may be at most
+    ``max_perplexity_increase`` (default 0.01: 1%) above the FP32 file's.
 
     ``mode="auto"`` tries ``candidates`` (default :data:`AUTO_CANDIDATES` for a decoder file,
     :data:`FOLDER_CANDIDATES` for a folder), each judged as above, times the passing ones against
@@ -297,6 +266,7 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
         if task_data is None:
             raise QuantizationError(f"task={task!r} needs the task's real inputs: pass task_data (CLI: --data FILE; "
                                     "for transcribe, a .npz with input_features [N, 80, 3000] log-mel features)")
+    on_ppl = _perplexity_plan(src, folder, perplexity_ids, max_perplexity_increase)
     ref = load_generative(src, "cpu")
     drivable = ref.encoder is None or {s.name for s in ref.encoder.inputs} <= {"input_ids", "attention_mask"}
     if task is None or drivable:
@@ -315,20 +285,24 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
              "min_cosine": min_cosine}
     on_task = None if task is None else {"task": task, "data": task_data, "samples": task_samples,
                                          "max_error": task_max_error}
+    if on_ppl is not None:
+        judge["perplexity"] = on_ppl
     with tempfile.TemporaryDirectory(prefix=".edgeai-gq-", dir=dst.parent) as work:
         if mode == "auto":
-            staged, parts, (parity, report), mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge,
+            staged, parts, (parity, report, ppl), mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge,
                                                                on_task, options)
         else:
             staged = Path(work) / "out"
             staged.mkdir()
             plan = candidate_plan(mode, list(files))
             parts = _quantize_parts(files, names, staged, plan, feeds, device, dict(options))
-            parity, report = _judge(src, staged if folder else staged / names["decoder"], prompts, judge, on_task)
+            parity, report, ppl = _judge(src, staged if folder else staged / names["decoder"], prompts, judge,
+                                         on_task)
             mode_used = mode
-        failed = [v.verdict() for v in (parity, report) if v is not None and not v.passed]
+        failed = [v.verdict() for v in (parity, report, ppl) if v is not None and not v.passed]
         if failed and not force:
-            what = "the task's answers" if report is not None and not report.passed else "generation"
+            what = "the task's answers" if report is not None and not report.passed else \
+                "perplexity" if ppl is not None and not ppl.passed else "generation"
             raise ToleranceNotMet(f"{mode_used} quantization changes {what} too much, so nothing was written: "
                                   f"{'; '.join(failed)}. Try another mode, or force=True (--force) to write it anyway")
         if folder:
@@ -339,18 +313,48 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
             final = dst / name if folder else dst
             move_onnx(staged / name, final)
             parts[role] = dataclasses.replace(parts[role], dst=final)
-    return GenerationQuantizeResult(src, dst, mode, parts, parity, report)
+    return GenerationQuantizeResult(src, dst, mode, parts, parity, report, ppl)
+
+
+def _perplexity_plan(src: Path, folder: bool, ids: Any, max_increase: float) -> dict[str, Any] | None:
+    """The held-out ids and limit of the perplexity verdict (None without ids); bad usage is refused early."""
+    if ids is None:
+        return None
+    if folder:
+        raise QuantizationError("perplexity_ids judge a decoder-only language model; an encoder-decoder folder is "
+                                "judged by its task (task='transcribe' | 'seq2seq' with task_data)")
+    if not (isinstance(max_increase, (int, float)) and 0 <= max_increase < 1):
+        raise QuantizationError(f"max_perplexity_increase is a fraction (0.01 = 1%); got {max_increase!r}")
+    if isinstance(ids, (str, os.PathLike)):
+        try:
+            ids = np.load(ids)
+        except (OSError, ValueError) as e:
+            raise QuantizationError(f"cannot read perplexity token ids from {ids}: {e}; give a .npy of token ids") from e
+    arr = np.asarray(ids)
+    if arr.size < 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise QuantizationError(f"perplexity_ids must be at least 2 integer token ids; got {arr.size} of {arr.dtype}")
+    return {"ids": arr.astype(np.int64).ravel(), "max_increase": float(max_increase), "reference": None, "src": src}
+
+
+def _perplexity_check(target: Path, plan: dict[str, Any], device: str) -> PerplexityCheck:
+    if plan["reference"] is None:  # FP32's perplexity once per run, on the reference engine
+        plan["reference"] = perplexity(plan["src"], plan["ids"], device="cpu")
+    return PerplexityCheck(plan["reference"], perplexity(target, plan["ids"], device=device), plan["max_increase"])
 
 
 def _judge(src: Path, target: Path, prompts: list[np.ndarray] | None, judge: dict[str, Any],
-           on_task: dict[str, Any] | None) -> tuple[GenerationParity | None, TaskReport | None]:
-    """Generation parity on prompts (when there are prompts) and the task check (when a task is given)."""
+           on_task: dict[str, Any] | None) -> tuple[GenerationParity | None, TaskReport | None, PerplexityCheck | None]:
+    """Generation parity on prompts (when there are prompts), the task check (when a task is given) and
+    perplexity on held-out ids (when given)."""
+    judge = dict(judge)
+    on_ppl = judge.pop("perplexity", None)
     parity = compare_generation(src, target, prompts, **judge) if prompts is not None else None
     report = None
     if on_task is not None:
         report = check_task(target, src, on_task["data"], task=on_task["task"], device=judge["device"],
                             samples=on_task["samples"], max_error=on_task["max_error"])
-    return parity, report
+    ppl = _perplexity_check(target, on_ppl, judge["device"]) if on_ppl is not None else None
+    return parity, report, ppl
 
 
 def _task_row(report: TaskReport) -> dict[str, Any]:
@@ -414,16 +418,18 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
             row["modes"] = {role: mode or "fp32" for role, mode in plan.items()}
             parts = _quantize_parts(files, names, out, plan, feeds, judge["device"], dict(options))
             target = out if src.is_dir() else out / names["decoder"]
-            parity, report = _judge(src, target, prompts, judge, on_task)
-            passed = all(v.passed for v in (parity, report) if v is not None)
+            parity, report, ppl = _judge(src, target, prompts, judge, on_task)
+            passed = all(v.passed for v in (parity, report, ppl) if v is not None)
             row.update(passed=passed, size=sum(p.size_after for p in parts.values()))
             if parity is not None:
                 row.update(token_agreement=round(parity.token_agreement, 4),
                            worst_cosine=round(parity.worst_cosine, 6))
             if report is not None:
                 row["task"] = _task_row(report)
+            if ppl is not None:
+                row["perplexity"] = ppl.to_dict()
             if passed:
-                passing.append((name, out, parts, (parity, report)))
+                passing.append((name, out, parts, (parity, report, ppl)))
         except EdgeAIError as e:
             row["error"] = str(e)[:300]
         tried.append(row)
@@ -454,6 +460,8 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
     else:
         what = "generation and the task" if on_task is not None and prompts is not None else \
             "the task" if on_task is not None else "generation"
+        if "perplexity" in judge:
+            what += " and perplexity"
         notes.append(f"no candidate kept {what} within tolerance: FP32 kept")
     if chosen is None:
         keep = work / "fp32"

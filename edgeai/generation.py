@@ -451,37 +451,6 @@ def prefill_logits(model: Any, input_ids: Any, *, device: str = "cpu", **load_op
     return np.asarray(logits, dtype=np.float32)
 
 
-def decode_rates(models: dict[str, Any], prompt: Any, new_tokens: int = 16, *, device: str = "cpu",
-                 rounds: int = 3, warmup: int = 1, end_to_end: bool = False) -> dict[str, Any]:
-    """Greedy decode tokens/s of several models, measured interleaved (each round runs every model in
-    turn, so load on the machine hits all alike); speed-up of each over the first, median of per-round
-    ratios (``ratios``: the per-round ratios, for an interval). For choosing between configs
-    (``auto``); benchmarks use :func:`benchmark_generation`.
-
-    By default the rate is the decode steps after the first token (encoder and prompt step left
-    out); ``end_to_end`` counts every new token over the whole generation's wall time, the
-    encoder's run included (what an encoder-decoder's user waits for).
-    """
-    loaded = {name: load_generative(m, device) for name, m in models.items()}
-    first = next(iter(loaded))
-    per_round: dict[str, list[float]] = {name: [] for name in loaded}
-    for r in range(warmup + rounds):
-        for name, gm in loaded.items():
-            g = generate(gm, prompt, max(new_tokens, 2), stop_on_eos=False)
-            rate = (g.tokens.size / (g.total_ms / 1e3) if g.total_ms > 0 else 0.0) if end_to_end else \
-                (g.tokens_per_s or 0.0)
-            if r >= warmup:
-                per_round[name].append(rate)
-    per_ratio = {name: [c / b for c, b in zip(v, per_round[first], strict=True) if b > 0 and c > 0]
-                 for name, v in per_round.items()}
-    ratios = {name: float(np.median(v or [0.0])) for name, v in per_ratio.items()}
-    return {"tokens_per_s": {n: round(float(np.median(v)), 1) for n, v in per_round.items()},
-            "speedup": {n: round(v, 3) for n, v in ratios.items()}, "ratios": per_ratio, "rounds": rounds,
-            "device": device,
-            "new_tokens": new_tokens, "timed": "whole generation: encoder + every decoder step" if end_to_end
-            else "decode steps after the first token"}
-
-
 def load_tokenizer(path: str | os.PathLike) -> Any:
     """A ``transformers`` tokenizer from a local folder (``tokenizer.json`` etc.); never downloads.
 

@@ -109,19 +109,24 @@ def print_generation_quantize(result: Any, device: str) -> None:
                  ("step logit cosine (worst)", 1.0, result.parity.worst_cosine)]
     if result.task is not None:
         rows.append((result.task.result.metric, 0.0, result.task.result.value))
+    ppl = getattr(result, "perplexity", None)
+    if ppl is not None:
+        rows.append(("perplexity (held-out)", ppl.reference.value, ppl.candidate.value))
     c.print(table(f"{result.mode} -> {result.dst}", ["", "FP32", "result"], rows))
     part = result.parts["decoder"]
     if part.candidates:
         judged = " and ".join(([] if result.parity is None else ["generation"])
-                              + ([] if result.task is None else [result.task.task]))
+                              + ([] if result.task is None else [result.task.task])
+                              + ([] if ppl is None else ["perplexity"]))
         c.print(table(f"auto: configs tried (judged by {judged} on {device})",
-                      ["config", "passed", "token agreement", "worst cosine", "task error", "changed", "tokens/s",
-                       "speed-up", "error"],
+                      ["config", "passed", "token agreement", "worst cosine", "task error", "changed",
+                       "perplexity +", "tokens/s", "speed-up", "error"],
                       [(r["name"], r["passed"], r.get("token_agreement"), r.get("worst_cosine"),
                         (r.get("task") or {}).get("value"), len((r.get("task") or {}).get("changed", [])),
-                        r.get("tokens_per_s"), r.get("speedup"), (r.get("error") or "")[:60])
+                        (r.get("perplexity") or {}).get("increase"), r.get("tokens_per_s"), r.get("speedup"),
+                        (r.get("error") or "")[:60])
                        for r in part.candidates]))
-    for verdict in (result.parity, result.task):
+    for verdict in (result.parity, result.task, ppl):
         if verdict is not None:
             c.print(verdict.verdict())
     seen: set[str] = set()

@@ -62,3 +62,37 @@ def test_weight_only_perplexity_within_one_percent(textgpt, tmp_path, mode):
         got = perplexity(dst, held, device=device, max_windows=8).value
         assert abs(got / base - 1) < 0.01, (mode, device, got, base)
     assert np.isfinite(base)
+
+
+def test_auto_is_judged_by_perplexity_on_held_out_text(textgpt, tmp_path):
+    """auto with held-out ids: every candidate's perplexity is measured against FP32's and recorded;
+    a limit no candidate can meet keeps FP32, with each candidate's perplexity verdict saying why."""
+    from edgeai.generate_parity import quantize_generation
+
+    held = textgpt["held"][:4 * 128]
+    prompts = [textgpt["held"][i * 300:i * 300 + 32][None] for i in range(2)]
+    result = quantize_generation(textgpt["onnx"], tmp_path / "auto.onnx", mode="auto", prompts=prompts,
+                                 max_new_tokens=16, candidates=["int8-weights"], perplexity_ids=held)
+    row = result.parts["decoder"].candidates[0]
+    ppl = row["perplexity"]
+    assert ppl["tokens"] == 4 * 127 and ppl["max_increase"] == 0.01 and abs(ppl["increase"]) < 0.01, ppl
+    assert result.perplexity is not None and result.perplexity.passed, result.perplexity.verdict()
+    strict = quantize_generation(textgpt["onnx"], tmp_path / "strict.onnx", mode="auto", prompts=prompts,
+                                 max_new_tokens=16, candidates=["int4"], perplexity_ids=held,
+                                 max_perplexity_increase=0.0)
+    row = strict.parts["decoder"].candidates[0]
+    if row["perplexity"]["increase"] > 0:  # INT4 moved perplexity up: refused, FP32 written
+        assert not row["passed"] and strict.parts["decoder"].mode == "auto:fp32"
+        assert any("no candidate kept" in n for n in strict.parts["decoder"].notes)
+
+
+def test_perplexity_judge_refuses_bad_usage(textgpt, tmp_path):
+    from edgeai.errors import QuantizationError
+    from edgeai.generate_parity import quantize_generation
+
+    with pytest.raises(QuantizationError, match="at least 2 integer token ids"):
+        quantize_generation(textgpt["onnx"], tmp_path / "x.onnx", mode="int4", perplexity_ids=np.array([0.5, 1.5]))
+    with pytest.raises(QuantizationError, match="a fraction"):
+        quantize_generation(textgpt["onnx"], tmp_path / "x.onnx", mode="int4", perplexity_ids=textgpt["held"][:64],
+                            max_perplexity_increase=5)
+    assert not (tmp_path / "x.onnx").exists()

@@ -59,6 +59,11 @@ def quantize(
     fuse: Annotated[bool | None, typer.Option("--fuse/--no-fuse", help="int4 on onnxruntime: onnxruntime's "
                                               "fusion passes (default on)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Decoders: tokens per prompt the generation judge runs")] = 32,
+    perplexity_ids: Annotated[Path | None, typer.Option(help="Decoders: a .npy of held-out token ids; the result's "
+                                                        "perplexity on them must stay within "
+                                                        "--max-perplexity-increase of FP32's")] = None,
+    max_perplexity_increase: Annotated[float | None, typer.Option(help="Decoders: allowed perplexity rise, "
+                                                                  "a fraction (default 0.01 = 1%)")] = None,
     task: PipelineTaskOpt = None,
     max_error: MaxErrorOpt = None,
     samples: Annotated[int | None, typer.Option(help="With --task: the cap on how many --data samples are used")
@@ -110,6 +115,8 @@ def quantize(
         raise EdgeAIError(f"--block-size, --symmetric, --ratio, --engine, --accuracy-level, --embedding and --fuse "
                           f"apply to --mode int4 and int8-weights; got --mode {mode}")
     decoder = is_generation_export(src)
+    if not decoder and (perplexity_ids is not None or max_perplexity_increase is not None):
+        raise EdgeAIError(f"--perplexity-ids judges a KV-cache decoder (text-generation-with-past); {src} is not one")
     if task is None and (max_error is not None or samples is not None):
         raise EdgeAIError("--max-error and --samples go with --task (transcribe | seq2seq), which judges the "
                           "pipeline's answers on --data; add --task or drop them")
@@ -125,6 +132,12 @@ def quantize(
                 raise EdgeAIError("a KV-cache decoder is judged by generation on prompts; --data applies only with "
                                   "--task (transcribe | seq2seq), as the task's inputs")
             judge = {"min_cosine": min_cosine} if min_cosine is not None else {}
+            if perplexity_ids is not None:
+                judge["perplexity_ids"] = perplexity_ids
+            if max_perplexity_increase is not None:
+                if perplexity_ids is None:
+                    raise EdgeAIError("--max-perplexity-increase goes with --perplexity-ids (held-out token ids)")
+                judge["max_perplexity_increase"] = max_perplexity_increase
             if task is not None:
                 judge.update(task=task, task_data=data, task_samples=samples)
                 if max_error is not None:
