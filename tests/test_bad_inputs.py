@@ -503,6 +503,8 @@ CLI_CASES = {
     "bench-threads-negative": (["bench", "{i}/cnn.onnx", "--threads", "-1"], 2, "--threads must be at least 1"),
     "quantize-speed-budget-not-auto": (["quantize", "{i}/cnn.onnx", "-o", "{o}/q.onnx", "--mode", "dynamic",
                                         "--speed-budget", "5"], 2, "--speed-budget applies to --mode auto"),
+    "quantize-perplexity-not-decoder": (["quantize", "{i}/cnn.onnx", "-o", "{o}/q.onnx", "--perplexity-ids",
+                                         "{i}/cnn.onnx"], 2, "judges a KV-cache decoder"),
     "quantize-max-rounds-zero": (["quantize", "{i}/cnn.onnx", "-o", "{o}/q.onnx", "--mode", "auto", "--max-rounds",
                                   "0"], 2, "--max-rounds must be positive"),
     "bench-batch-zero": (["bench", "{i}/cnn.onnx", "--batch", "0"], 2, "positive integers"),
