@@ -146,18 +146,20 @@ def _load_decoder(path: Any, device: str, stateful: bool | None, options: dict[s
 
 
 def _decode_defaults(device: str, options: dict[str, Any]) -> dict[str, Any]:
-    """onnxruntime on CPU: intra-op threads sleep between kernels instead of spinning, unless asked.
+    """onnxruntime on CPU: say whether intra-op threads spin between kernels (what ran records it).
 
-    A decode step is hundreds of small kernels; a busy-waiting idle thread takes the core the working
-    thread needs whenever anything else runs on the machine. Measured (Qwen2-0.5B-shaped INT4, 2
-    shared cores, load average ~4, docs/decoders.md): 17.3 tokens/s without spinning vs 10.4 with.
+    onnxruntime's default (spinning) is kept: on this 2-core box, idle, bench_llm measured the
+    Qwen2-0.5B-shaped INT4 decoder at 37.8 tokens/s spinning vs 35.0 sleeping, and the small GPT at
+    2,368 vs 2,113. Under load it is the other way round (load ~4: 10.4 spinning vs 17.3 sleeping: a
+    busy-waiting idle thread takes the core the working thread needs), so a decoder sharing its
+    cores should pass ``spinning=False`` (``edgeai generate --no-spinning``). docs/decoders.md.
     """
     try:
         req = parse_device(device)
     except EdgeAIError:
         return options  # load() reports the bad device string
     if req.engine == "onnxruntime" and req.target == "CPU" and "spinning" not in options:
-        return {**options, "spinning": False}
+        return {**options, "spinning": True}
     return options
 
 
@@ -173,7 +175,8 @@ def load_generative(model: Any, device: str = "cpu", *, stateful: bool | None = 
             request, one compiled model for every step). Default: stateful on OpenVINO devices;
             False feeds the cache in and out like every other engine.
         **options: passed to :func:`edgeai.load` for paths; on onnxruntime CPU ``spinning``
-            defaults to False (idle intra-op threads sleep; see :func:`_decode_defaults`).
+            (default True, onnxruntime's own; False lets idle intra-op threads sleep on shared
+            cores; see :func:`_decode_defaults`).
 
     Raises:
         ModelLoadError: the files are missing or the decoder has no KV-cache inputs.

@@ -34,6 +34,9 @@ def generate(
     stream: Annotated[bool, typer.Option("--stream", help="Print text (or ids) as each token is decoded")] = False,
     stateful: Annotated[bool | None, typer.Option("--stateful/--stateless", help="OpenVINO: keep the KV cache "
                                                   "inside the infer request (default) or feed it each step")] = None,
+    spinning: Annotated[bool | None, typer.Option("--spinning/--no-spinning", help="onnxruntime CPU: idle threads "
+                                                  "busy-wait (default; fastest on an idle box) or sleep (cores "
+                                                  "shared with other work)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate tokens with a KV-cache export on a device; reports time to first token and tokens/s.
@@ -53,7 +56,11 @@ def generate(
         raise EdgeAIError("--stream prints tokens as they are decoded: not with --json, nor with --num-beams > 1 "
                           "(a beam's tokens are known only at the end)")
     printer = summaries.TokenStream(tok) if stream else None
-    options = {"stateful": stateful} if stateful is not None else {}
+    options: dict = {"stateful": stateful} if stateful is not None else {}
+    if spinning is not None:
+        if not device.startswith(("cpu", "onnxruntime")):
+            raise EdgeAIError(f"--spinning/--no-spinning is an onnxruntime CPU option; --device is {device}")
+        options["spinning"] = spinning
     result = edgeai.generate(model, [ids], max_new_tokens, device=device, do_sample=sample, temperature=temperature,
                              top_k=top_k, top_p=top_p, seed=seed, use_cache=cache, num_beams=num_beams,
                              repetition_penalty=repetition_penalty, on_token=printer, **options)
