@@ -285,19 +285,17 @@ def quantize_generation(src: str | os.PathLike, dst: str | os.PathLike, *, mode:
              "min_cosine": min_cosine}
     on_task = None if task is None else {"task": task, "data": task_data, "samples": task_samples,
                                          "max_error": task_max_error}
-    if on_ppl is not None:
-        judge["perplexity"] = on_ppl
     with tempfile.TemporaryDirectory(prefix=".edgeai-gq-", dir=dst.parent) as work:
         if mode == "auto":
             staged, parts, (parity, report, ppl), mode_used = _auto(src, files, names, Path(work), feeds, prompts, judge,
-                                                               on_task, options)
+                                                                    on_task, on_ppl, options)
         else:
             staged = Path(work) / "out"
             staged.mkdir()
             plan = candidate_plan(mode, list(files))
             parts = _quantize_parts(files, names, staged, plan, feeds, device, dict(options))
             parity, report, ppl = _judge(src, staged if folder else staged / names["decoder"], prompts, judge,
-                                         on_task)
+                                         on_task, on_ppl)
             mode_used = mode
         failed = [v.verdict() for v in (parity, report, ppl) if v is not None and not v.passed]
         if failed and not force:
@@ -343,11 +341,10 @@ def _perplexity_check(target: Path, plan: dict[str, Any], device: str) -> Perple
 
 
 def _judge(src: Path, target: Path, prompts: list[np.ndarray] | None, judge: dict[str, Any],
-           on_task: dict[str, Any] | None) -> tuple[GenerationParity | None, TaskReport | None, PerplexityCheck | None]:
+           on_task: dict[str, Any] | None, on_ppl: dict[str, Any] | None
+           ) -> tuple[GenerationParity | None, TaskReport | None, PerplexityCheck | None]:
     """Generation parity on prompts (when there are prompts), the task check (when a task is given) and
     perplexity on held-out ids (when given)."""
-    judge = dict(judge)
-    on_ppl = judge.pop("perplexity", None)
     parity = compare_generation(src, target, prompts, **judge) if prompts is not None else None
     report = None
     if on_task is not None:
@@ -403,12 +400,12 @@ def _rates(src: Path, targets: dict[str, Path], prompts: list[np.ndarray] | None
 
 def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, feeds: dict[str, list[dict]],
           prompts: list[np.ndarray] | None, judge: dict[str, Any], on_task: dict[str, Any] | None,
-          options: dict[str, Any]) -> tuple[Any, ...]:
+          on_ppl: dict[str, Any] | None, options: dict[str, Any]) -> tuple[Any, ...]:
     """Try each candidate, judge it (generation, task), time the passing ones; see :func:`quantize_generation`."""
     min_speedup = float(options.pop("min_speedup", 1.0))
     candidates = list(options.pop("candidates", FOLDER_CANDIDATES if src.is_dir() else AUTO_CANDIDATES))
     tried: list[dict[str, Any]] = []
-    passing: list[tuple[str, Path, dict[str, Any], tuple[Any, Any]]] = []
+    passing: list[tuple[str, Path, dict[str, Any], tuple[Any, Any, Any]]] = []
     for name in candidates:
         out = work / name.replace(":", "-")
         out.mkdir()
@@ -418,7 +415,7 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
             row["modes"] = {role: mode or "fp32" for role, mode in plan.items()}
             parts = _quantize_parts(files, names, out, plan, feeds, judge["device"], dict(options))
             target = out if src.is_dir() else out / names["decoder"]
-            parity, report, ppl = _judge(src, target, prompts, judge, on_task)
+            parity, report, ppl = _judge(src, target, prompts, judge, on_task, on_ppl)
             passed = all(v.passed for v in (parity, report, ppl) if v is not None)
             row.update(passed=passed, size=sum(p.size_after for p in parts.values()))
             if parity is not None:
@@ -460,7 +457,7 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
     else:
         what = "generation and the task" if on_task is not None and prompts is not None else \
             "the task" if on_task is not None else "generation"
-        if "perplexity" in judge:
+        if on_ppl is not None:
             what += " and perplexity"
         notes.append(f"no candidate kept {what} within tolerance: FP32 kept")
     if chosen is None:
@@ -468,7 +465,7 @@ def _auto(src: Path, files: dict[str, Path], names: dict[str, str], work: Path, 
         keep.mkdir()
         for role, path in files.items():
             shutil.copyfile(path, keep / names[role])
-        verdicts = _judge(src, keep if src.is_dir() else keep / names["decoder"], prompts, judge, on_task)
+        verdicts = _judge(src, keep if src.is_dir() else keep / names["decoder"], prompts, judge, on_task, on_ppl)
         parts = {role: _kept(path, keep / names[role], judge["device"]) for role, path in files.items()}
         staged, mode_used = keep, "fp32"
     else:
