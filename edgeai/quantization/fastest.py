@@ -174,6 +174,9 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         notes.append(f"built and judged {sum(t.status != 'unsupported' for t in trials)} candidates in "
                      f"{t_checked - t0:.0f}s; raced {len(passing)} in {time.perf_counter() - t_checked:.0f}s "
                      f"({result.settings['rounds_run']} rounds, stopped: {result.stopped_by})")
+        if result.settings["rematches"]:
+            notes.append("rematched (their first loss was to a candidate that lost later): "
+                         + "; ".join(result.settings["rematches"]))
         winner = _settle(trials, result)
         record = _record(winner, trials, result, cpu, devs, evals, graphs, time.perf_counter() - t0)
         _write(winner, dst, meta, record)
