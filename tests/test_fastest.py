@@ -129,6 +129,41 @@ def test_one_thread_is_a_candidate_setting_on_a_multicore_cpu(zoo_onnx, tmp_path
 
 @pytest.mark.openvino
 @pytest.mark.skipif(not OV, reason="needs openvino:CPU")
+def test_each_openvino_plan_has_a_static_twin_that_still_runs_other_shapes(zoo_onnx, tmp_path):
+    caps = {"CPU": ("FP32", "BF16", "FP16", "INT8")}
+    cpu = CPUInfo("bf16 test CPU", "x86_64", 2, (*NO_BF16, "avx512_bf16"))
+    shapes = {"input_ids": [1, 12]}
+    plans = {p.name: p for p in plans_for(["cpu", "openvino:CPU"], cpu, transformer=True,
+                                          capabilities=lambda t: caps[t], static_shapes=shapes)}
+    ov_plans = [n for n, p in plans.items() if p.engine == "openvino" and not n.endswith(" static")]
+    assert ov_plans and all(f"{n} static" in plans for n in ov_plans)
+    assert not any(n.startswith("cpu ") and n.endswith(" static") for n in plans)  # onnxruntime has no twin
+    twin = plans["openvino:CPU bf16 static"]
+    assert twin.load == {"precision": "bf16", "static_shapes": shapes, "other_shapes": "dynamic"}
+    assert plans["openvino:CPU bf16"].simplicity < twin.simplicity < plans["openvino:CPU nncf-int8+bf16"].simplicity
+    assert not any(n.endswith(" static") for n in (p.name for p in plans_for(["openvino:CPU"], cpu, transformer=True,
+                                                                              capabilities=lambda t: caps[t])))
+    # Recorded as the winner's way to run: edgeai.load(path) compiles for the shapes, and a feed of
+    # another shape still runs (on a dynamic compile).
+    model = onnx.load(str(zoo_onnx("transformer-encoder")))
+    f32_twin = plans["openvino:CPU f32 static"]
+    write_metadata(model, {"run_with": f32_twin.run_with() | {"chosen_by": "test"}})
+    onnx.save(model, str(tmp_path / "encoder.onnx"))
+    loaded = edgeai.load(tmp_path / "encoder.onnx")
+    info = loaded.describe()
+    assert info.device == "openvino:CPU" and info.options["static_shapes"] == shapes and "as recorded" in info.recorded
+    import numpy as np
+
+    reference = edgeai.load(tmp_path / "encoder.onnx", "cpu")
+    for seq in (12, 5):
+        feed = {"input_ids": np.arange(seq, dtype=np.int64)[None] % 50}
+        got, want = (next(iter(m.run(feed).values())) for m in (loaded, reference))
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-3
+    assert loaded.describe().options["dynamic_compiles"] == 1
+
+
+@pytest.mark.openvino
+@pytest.mark.skipif(not OV, reason="needs openvino:CPU")
 def test_search_on_a_cpu_without_bf16_reports_bf16_unsupported_not_run(zoo_onnx, tmp_path):
     r = edgeai.quantize(zoo_onnx("cnn"), tmp_path / "cnn.auto.onnx", mode="auto", device="auto",
                         cpu_features=NO_BF16, candidates=["openvino:CPU bf16", "openvino:CPU f32"], **QUICK)

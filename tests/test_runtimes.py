@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgeai
-from edgeai.errors import DeviceUnavailableError, InputMismatchError, ModelLoadError
+from edgeai.errors import DeviceUnavailableError, EdgeAIError, InputMismatchError, ModelLoadError
 
 from conftest import device_params, random_feeds
 
@@ -119,6 +119,28 @@ def test_static_shape_profile_on_openvino_cpu(zoo_onnx):
     assert out["last_hidden_state"].shape == (1, 32, 64)
     with pytest.raises(InputMismatchError, match="axis 1 must be 32"):
         m.run({s.name: np.zeros((1, 16), np.int64) for s in m.inputs})
+
+
+@pytest.mark.openvino
+def test_a_static_compile_serves_other_shapes_from_a_dynamic_one_when_asked(zoo_onnx):
+    if "openvino:CPU" not in edgeai.devices():
+        pytest.skip("OpenVINO CPU is not available")
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    m = edgeai.load(zoo_onnx("bert"), "openvino:CPU", static_shapes={n: (1, 32) for n in names},
+                    other_shapes="dynamic")
+    assert m.inputs[0].shape == ("batch", "seq")  # the contract stays the model's own
+    reference = edgeai.load(zoo_onnx("bert"), "cpu")
+    rng = np.random.default_rng(0)
+    for batch, seq in ((1, 32), (2, 16), (1, 32), (3, 7)):
+        feeds = {n: rng.integers(0, 2 if n != "input_ids" else 100, (batch, seq)).astype(np.int64) for n in names}
+        got, want = m.run(feeds)["last_hidden_state"], reference.run(feeds)["last_hidden_state"]
+        assert got.shape == (batch, seq, 64) and np.abs(got - want).max() < 1e-3
+    options = m.describe().options
+    assert options["other_shapes"] == "dynamic" and options["dynamic_compiles"] == 1  # made once, kept
+    with pytest.raises(EdgeAIError, match="other_shapes must be one of"):
+        edgeai.load(zoo_onnx("bert"), "openvino:CPU", static_shapes={n: (1, 32) for n in names}, other_shapes="pad")
+    with pytest.raises(EdgeAIError, match="OpenVINO-only option"):
+        edgeai.load(zoo_onnx("bert"), "cpu", other_shapes="dynamic")
 
 
 def test_npu_rule_requires_a_shape_for_every_dynamic_input(zoo_onnx):

@@ -104,7 +104,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                      eval_inputs: Any = None, eval_samples: int | None = None, force: bool = False,
                      devices: Sequence[str] | None = None, cpu_features: Sequence[str] | None = None,
                      candidates: Sequence[str] | None = None, samples: int = 64, fuse: bool = True,
-                     mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
+                     static: bool = True, mixed: bool = True, mixed_trials: int = 3, max_excluded_fraction: float = 0.5,
                      sensitivity_samples: int = 4, mixed_memory_gb: float = 2.0, speed_budget_s: float = 60.0, min_rounds: int = 5,
                      max_rounds: int = 40, **unknown: Any) -> QuantizeResult:
     """Search devices x precisions x INT8 configs for the fastest that matches; write it (module doc).
@@ -115,6 +115,8 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
         candidates: plan names to try (default all); the FP32 plan on ``cpu`` is always kept.
         samples: calibration samples for INT8 graphs.
         fuse / mixed: try onnxruntime's fused transformer graph / INT8 with sensitive nodes in float.
+        static: give each OpenVINO plan a twin compiled for the timing feed's shapes (other shapes
+            still run, on a dynamic compile); only where the model has dynamic dims.
         mixed_trials: exclusion sizes tried per failing INT8 plan (1, 4, 16, ... top-ranked groups).
         mixed_memory_gb: memory the sensitivity ranking may hold (it keeps every activation of
             both graphs per sample); fewer samples, or no mixed search, when it would take more.
@@ -128,7 +130,7 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     del force
     if unknown:
         raise QuantizationError(f"unknown option(s) for auto --device auto: {sorted(unknown)}; it takes devices, "
-                                "cpu_features, candidates, samples, fuse, mixed, mixed_trials, max_excluded_fraction, "
+                                "cpu_features, candidates, samples, fuse, static, mixed, mixed_trials, max_excluded_fraction, "
                                 "sensitivity_samples, mixed_memory_gb, speed_budget_s, min_rounds, max_rounds")
     t0 = time.perf_counter()
     cpu = machine_cpu(cpu_features)
@@ -139,7 +141,11 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     devs = [d for d in (devices or available_devices()) if d != "torch"]
     if "cpu" not in devs:
         devs.insert(0, "cpu")  # the FP32 export on onnxruntime CPU: the baseline every speed-up is against
-    plans = plans_for(devs, cpu, transformer=transformer, fuse=fuse)
+    wanted = eval_samples or default_eval_samples(resolve_tolerance(tolerance, "int8", meta.get("task")))
+    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)
+    feed = timing_feed(list(evals), specs)
+    shapes = {sp.name: list(feed[sp.name].shape) for sp in specs if sp.is_dynamic and sp.name in feed}
+    plans = plans_for(devs, cpu, transformer=transformer, fuse=fuse, static_shapes=shapes if static else None)
     baseline = plans[0].name
     if candidates is not None:
         names = {p.name for p in plans}
@@ -150,8 +156,6 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
     trials = [Trial(p, "unsupported", p.unsupported) if p.unsupported else Trial(p) for p in plans]
     notes = [f"searched {', '.join(devs)} on {cpu.model} ({', '.join(cpu.features) or 'no listed features'})",
              f"transformer: {transformer} ({why_transformer})"]
-    wanted = eval_samples or default_eval_samples(resolve_tolerance(tolerance, "int8", meta.get("task")))
-    evals = evaluation_feeds(eval_inputs, calibration, specs, wanted)
     notes += [evals.note] if evals.note else []
     reference = load_on(src, "cpu", "FP32")
     work_parent = dst.parent if dst.parent.exists() else None
@@ -167,7 +171,6 @@ def quantize_fastest(src: Path, dst: Path, specs: list[Any], calibration: Any = 
                              max_excluded_fraction, sensitivity_samples, mixed_memory_gb)
         t_checked = time.perf_counter()
         passing = [t for t in trials if t.status == "passed"]
-        feed = timing_feed(list(evals), specs)
         entries = [Entry(t.plan.name, (lambda m=t.model: m.run(feed)), t.plan.simplicity) for t in passing]
         result = race(entries, baseline=baseline, min_rounds=min_rounds, max_rounds=max_rounds,
                       time_budget_s=speed_budget_s)

@@ -35,7 +35,7 @@ class Entry:
 
     name: str
     run: Callable[[], Any]
-    simplicity: int  # lower is simpler: f32 < fused < bf16/f16 < int8 < int8 with parts in float
+    simplicity: float  # lower is simpler: f32 < fused < bf16/f16 < int8 < int8 with parts in float
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def _cache_entry(path: str | os.PathLike, proto: Any, cache_dir: str | os.PathLi
 
 
 # Options of other engines, as the CLI spells them: a user who gave one should hear which engine takes it.
-_OPENVINO_ONLY = {"static_shapes": "--shape", "streams": "--streams", "hint": "hint"}
+_OPENVINO_ONLY = {"static_shapes": "--shape", "streams": "--streams", "hint": "hint", "other_shapes": "other_shapes"}
 
 
 def _unknown_options(device: str, unknown: dict[str, Any]) -> str:

@@ -19,6 +19,8 @@ from edgeai.specs import TensorSpec, check_sample_size
 
 _PRECISION = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+# What a feed whose shapes are not the static ones gets: an error, or a compile with dynamic dims.
+_OTHER_SHAPES = ("error", "dynamic")
 _core: ov.Core | None = None
 _core_lock = threading.Lock()
 
@@ -95,13 +97,15 @@ class OpenVINORuntime:
     def __init__(self, path: str | os.PathLike, device: str, target: str, index: int = 0, *,
                  precision: str = "f32", hint: str = "latency", threads: int | None = None,
                  streams: int | None = None, cache_dir: str | None = None,
-                 static_shapes: Mapping[str, Any] | None = None, fallback: bool = False,
-                 model_bytes: bytes | None = None, **unknown: Any):
+                 static_shapes: Mapping[str, Any] | None = None, other_shapes: str = "error",
+                 fallback: bool = False, model_bytes: bytes | None = None, **unknown: Any):
         if unknown:
             raise EdgeAIError(f"unknown option(s) for openvino: {sorted(unknown)}; known: precision, hint, "
-                              "threads, streams, cache_dir, static_shapes, fallback")
+                              "threads, streams, cache_dir, static_shapes, other_shapes, fallback")
         if hint not in _HINTS:
             raise EdgeAIError(f"unknown performance hint {hint!r}; use one of {list(_HINTS)}")
+        if other_shapes not in _OTHER_SHAPES:
+            raise EdgeAIError(f"other_shapes must be one of {list(_OTHER_SHAPES)}; got {other_shapes!r}")
         self.device, self._target = device, target
         base = target.split(".")[0]
         available = available_targets()
@@ -124,12 +128,19 @@ class OpenVINORuntime:
             raise ModelLoadError(f"OpenVINO could not read {path}: {_message(e)}") from e
 
         self._static = plan_static_shapes(self.inputs, static_shapes, static_only=base == "NPU")
+        # other_shapes="dynamic": the static compile serves feeds of its shapes and a compile with
+        # the model's own dynamic dims (made on first need) serves the rest, so a fixed-shape fast
+        # path never turns into an error for a feed of another shape.
+        self._other_shapes = other_shapes if self._static and base != "NPU" else "error"
+        self._dynamic: Any = None
+        self.dynamic_compiles = 0
         if self._static:
             # Compiling allocates buffers for the static shapes: refuse absurd ones before it does.
             check_sample_size([s.with_shape(shape) for s in self.inputs for n, shape in self._static.items()
                                if s.name == n], what=f"static shapes {self._static}")
             model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
-            self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
+            if self._other_shapes == "error":
+                self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
 
         config: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint]}
         if precision != "auto":
@@ -173,6 +184,8 @@ class OpenVINORuntime:
         self._local = threading.local()
         self._options = {"hint": hint, "precision_requested": precision, "static_shapes": self._static,
                          "cache_dir": cache_dir, "cache": cache}
+        if self._static:
+            self._options["other_shapes"] = self._other_shapes
         self._path, self._config = str(path), config
         self._recompile_lock = threading.Lock()
         self.recompiles = 0  # times a failed run made us recompile (see _recompile_after_failure)
@@ -204,12 +217,40 @@ class OpenVINORuntime:
         # An INT8 graph runs INT8 kernels whatever the float hint says.
         return f"{self._graph_precision}+{name}" if self._graph_precision in ("int8", "int4") else name
 
-    def _request(self) -> Any:
-        """This thread's infer request on the current compiled model (made on first use)."""
-        entry = getattr(self._local, "entry", None)
-        if entry is None or entry[0] is not self.compiled:
-            entry = self._local.entry = (self.compiled, self.compiled.create_infer_request())
+    def _request(self, compiled: Any) -> Any:
+        """This thread's infer request on ``compiled`` (made on first use)."""
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        entry = requests.get(id(compiled))
+        if entry is None or entry[0] is not compiled:
+            # Requests on a compiled model since replaced (a recompile) go with it.
+            for key in [k for k, (c, _) in requests.items() if c is not self.compiled and c is not self._dynamic]:
+                del requests[key]
+            entry = requests[id(compiled)] = (compiled, compiled.create_infer_request())
         return entry[1]
+
+    def _compiled_for(self, feeds: Mapping[str, Any]) -> Any:
+        """The compiled model for these feeds: the static one when their shapes are its shapes."""
+        if not self._static or all(list(feeds[n].shape) == shape for n, shape in self._static.items()):
+            return self.compiled
+        if self._other_shapes == "error":
+            name, shape = next((n, s) for n, s in self._static.items() if list(feeds[n].shape) != s)
+            raise InputMismatchError(f"input {name!r} was compiled for the static shape {shape}; "
+                                     f"got {list(feeds[name].shape)} (load with other_shapes='dynamic' to "
+                                     "serve other shapes from a dynamic compile)")
+        with self._recompile_lock:
+            if self._dynamic is None:
+                try:
+                    self._dynamic = core().compile_model(self._prepare(core().read_model(self._source)),
+                                                         self._target, self._config)
+                except Exception as e:
+                    raise EdgeAIError(f"OpenVINO could not compile {self._path} with its dynamic shapes for "
+                                      f"feeds of shapes {({n: list(a.shape) for n, a in feeds.items()})}: "
+                                      f"{_message(e)}") from e
+                self.dynamic_compiles += 1
+                self._options["dynamic_compiles"] = self.dynamic_compiles
+            return self._dynamic
 
     def _recompile_after_failure(self, failed_on: Any) -> None:
         """Replace the compiled model after a failed run.
@@ -222,6 +263,9 @@ class OpenVINORuntime:
         if not any(d.startswith("CPU") for d in self._exec_devices):
             return
         with self._recompile_lock:
+            if failed_on is self._dynamic:
+                self._dynamic = None  # compiled afresh on its next use
+                return
             if self.compiled is not failed_on:
                 return  # another thread has already replaced it
             try:
@@ -234,22 +278,18 @@ class OpenVINORuntime:
                 pass
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
-        if self._static:
-            for name, shape in self._static.items():
-                if list(feeds[name].shape) != shape:
-                    raise InputMismatchError(f"input {name!r} was compiled for the static shape {shape}; "
-                                             f"got {list(feeds[name].shape)}")
+        compiled = self._compiled_for(feeds)
         for name, arr in feeds.items():
             # An empty batch fails shape inference in the CPU plugin (and would cost a recompile);
             # other empty axes are fine: a decoder's first step feeds a past of length 0.
             if arr.ndim and arr.shape[0] == 0:
                 raise InputMismatchError(f"OpenVINO cannot run empty tensors: input {name!r} has shape "
                                          f"{list(arr.shape)}; give at least one item in the batch")
-        request = self._request()
+        request = self._request(compiled)
         try:
             result = request.infer(feeds, share_inputs=True, share_outputs=False)
         except Exception as e:
-            self._recompile_after_failure(self._local.entry[0])
+            self._recompile_after_failure(compiled)
             raise EdgeAIError(f"OpenVINO failed while running the model: {_message(e)}") from e
         return list(result.to_tuple())
 
