@@ -217,8 +217,9 @@ class OpenVINORuntime:
         # An INT8 graph runs INT8 kernels whatever the float hint says.
         return f"{self._graph_precision}+{name}" if self._graph_precision in ("int8", "int4") else name
 
-    def _request(self, compiled: Any) -> Any:
-        """This thread's infer request on ``compiled`` (made on first use)."""
+    def _request(self, compiled: Any = None) -> Any:
+        """This thread's infer request on ``compiled`` (default: the main compiled model), made on first use."""
+        compiled = self.compiled if compiled is None else compiled
         requests = getattr(self._local, "requests", None)
         if requests is None:
             requests = self._local.requests = {}

@@ -130,7 +130,7 @@ class StatefulOpenVINODecoder(OpenVINORuntime):
 
     def reset(self) -> None:
         """Start a new sequence on this thread's request: the cache goes back to empty."""
-        self._request(self.compiled).reset_state()
+        self._request().reset_state()
         self._steps.batch = None
 
     def step(self, feeds: dict[str, Any], beam_idx: np.ndarray | None = None) -> np.ndarray:
@@ -141,7 +141,7 @@ class StatefulOpenVINODecoder(OpenVINORuntime):
         batch = int(next(iter(feeds.values())).shape[0])
         if beam_idx is None:
             beam_idx = np.arange(batch, dtype=np.int32)
-        request = self._request(self.compiled)
+        request = self._request()
         try:
             result = request.infer({**feeds, BEAM_IDX: np.asarray(beam_idx, dtype=np.int32)}, share_inputs=True,
                                    share_outputs=False)
