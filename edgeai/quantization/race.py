@@ -63,10 +63,19 @@ class RaceResult:
                 "beaten_by": {k: {"by": w, "estimate": e.to_dict()} for k, (w, e) in self.beaten_by.items()}}
 
 
+def _shared(a_ms: Sequence[float | None], b_ms: Sequence[float | None]) -> list[tuple[float, float]]:
+    """The (a, b) medians of the rounds both ran."""
+    return [(a, b) for a, b in zip(a_ms, b_ms, strict=True) if a is not None and b is not None]
+
+
+def _estimate(shared: Sequence[tuple[float, float]]) -> SpeedupEstimate:
+    """``a``'s speed-up over ``b`` from their shared rounds."""
+    return estimate_from_rounds([b for _, b in shared], [a for a, _ in shared])
+
+
 def _pair(a_ms: Sequence[float | None], b_ms: Sequence[float | None]) -> SpeedupEstimate:
     """``a``'s speed-up over ``b`` on the rounds both ran."""
-    shared = [(a, b) for a, b in zip(a_ms, b_ms, strict=True) if a is not None and b is not None]
-    return estimate_from_rounds([b for _, b in shared], [a for a, _ in shared])
+    return _estimate(_shared(a_ms, b_ms))
 
 
 def median_ms(run: Callable[[], Any], repeats: int) -> float:
@@ -167,10 +176,8 @@ class _Standings:
         """``a`` over ``b``, or None before they share ``min_rounds`` rounds; a pair with an entry in
         a rematch counts only the rounds since it began."""
         first = max(self.rematch.get(a, (0, None))[0], self.rematch.get(b, (0, None))[0])
-        a_ms, b_ms = self.rounds[a][first:], self.rounds[b][first:]
-        if sum(x is not None and y is not None for x, y in zip(a_ms, b_ms, strict=True)) < self.min_rounds:
-            return None
-        return _pair(a_ms, b_ms)
+        shared = _shared(self.rounds[a][first:], self.rounds[b][first:])
+        return _estimate(shared) if len(shared) >= self.min_rounds else None
 
     def update(self) -> int:
         """Drop contenders another contender beats, start rematches for those a dropped entry had
@@ -199,14 +206,18 @@ class _Standings:
                     undecided += 1
         return undecided
 
+    def _starting(self) -> list[str]:
+        """The rematches under way that have run fewer than ``min_rounds`` rounds (a rematch lost
+        again has left ``rematch``)."""
+        now = len(self.rounds[self.baseline])
+        return [b for b, (began, _) in self.rematch.items() if now - began < self.min_rounds]
+
     def rematch_starting(self) -> bool:
         """Is a rematch under way that has run fewer than ``min_rounds`` rounds?"""
-        now = len(self.rounds[self.baseline])
-        return any(now - began < self.min_rounds for began, _ in self.rematch.values())
+        return bool(self._starting())
 
     def close(self) -> list[str]:
         """The rematches the race ended before finishing keep the loss they contested."""
-        for b, (began, loss) in self.rematch.items():
-            if b not in self.beaten and len(self.rounds[b]) - began < self.min_rounds:
-                self.beaten[b] = loss
+        for b in self._starting():
+            self.beaten[b] = self.rematch[b][1]
         return self.rematches
