@@ -121,7 +121,7 @@ class OpenVINORuntime:
         self._source: Any = model_bytes if model_bytes is not None and not external else str(path)
         del proto
         try:
-            model = self._prepare(core().read_model(self._source))
+            model = self._read(static=False)
         except EdgeAIError:
             raise
         except Exception as e:
@@ -138,7 +138,7 @@ class OpenVINORuntime:
             # Compiling allocates buffers for the static shapes: refuse absurd ones before it does.
             check_sample_size([s.with_shape(shape) for s in self.inputs for n, shape in self._static.items()
                                if s.name == n], what=f"static shapes {self._static}")
-            model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
+            self._reshape(model)
             if self._other_shapes == "error":
                 self.inputs = [s.with_shape(self._static.get(s.name, s.shape)) for s in self.inputs]
 
@@ -194,6 +194,16 @@ class OpenVINORuntime:
         """A hook for subclasses to transform the ``ov.Model`` before it is compiled (e.g. stateful)."""
         return model
 
+    def _reshape(self, model: Any) -> None:
+        model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
+
+    def _read(self, *, static: bool) -> Any:
+        """The model read and prepared afresh; reshaped to the static profile when ``static``."""
+        model = self._prepare(core().read_model(self._source))
+        if static and self._static:
+            self._reshape(model)
+        return model
+
     def _compile_config(self, base: str) -> dict[str, Any]:
         """A hook for subclasses to add compile properties for device ``base`` (CPU, GPU, ...)."""
         return {}
@@ -243,8 +253,7 @@ class OpenVINORuntime:
         with self._recompile_lock:
             if self._dynamic is None:
                 try:
-                    self._dynamic = core().compile_model(self._prepare(core().read_model(self._source)),
-                                                         self._target, self._config)
+                    self._dynamic = core().compile_model(self._read(static=False), self._target, self._config)
                 except Exception as e:
                     raise EdgeAIError(f"OpenVINO could not compile {self._path} with its dynamic shapes for "
                                       f"feeds of shapes {({n: list(a.shape) for n, a in feeds.items()})}: "
@@ -270,10 +279,7 @@ class OpenVINORuntime:
             if self.compiled is not failed_on:
                 return  # another thread has already replaced it
             try:
-                model = self._prepare(core().read_model(self._source))
-                if self._static:
-                    model.reshape({name: ov.PartialShape(shape) for name, shape in self._static.items()})
-                self.compiled = core().compile_model(model, self._target, self._config)
+                self.compiled = core().compile_model(self._read(static=True), self._target, self._config)
                 self.recompiles += 1
             except Exception:  # keep the old one; the caller reports the original failure
                 pass
